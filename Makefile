@@ -1,0 +1,38 @@
+# The two commands of the quick start, `make demo` and `make test`, install what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# tf-keras must match TensorFlow's minor version: pin both to the same minor.
+TF_PINS ?= "tensorflow==2.21.*" "tf-keras==2.21.*"
+PYTEST_WORKERS ?= 2
+
+.PHONY: install demo test bench sample-models lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TF_PINS) -e ".[keras2,dev]"
+	touch $@
+
+demo: install
+	$(BIN)/lstm-parity check sample_models/tutorial_keras3.keras sample_models/tutorial_keras3.input.npy
+	$(BIN)/lstm-parity check sample_models/tutorial_keras2_hard_sigmoid.h5 sample_models/tutorial_keras2_hard_sigmoid.input.npy
+
+# pytest exits 5 when it collects no test: for this suite that means breakage, so fail loudly.
+test: install
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+sample-models: install
+	$(BIN)/python sample_models/make_sample_models.py
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+lint: install
+	$(BIN)/python -m compileall -q lstm_parity tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,49 @@
+"""lstm-parity: prove that a NumPy forward pass computes exactly what a saved Keras model computes.
+
+Public API (none of it imports TensorFlow except `check`, which runs Keras):
+    spec = lstm_parity.load("model.h5")             # read .h5 / .keras / dump JSON
+    outputs = lstm_parity.predict(spec, [x])         # NumPy reference, list of arrays
+    result = lstm_parity.compare(names, outputs, other_outputs, atol=1e-5, rtol=1e-5)
+    report = lstm_parity.check(spec, [x])            # reference vs Keras model.predict
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .check import CheckReport
+    from .compare import ComparisonResult
+    from .spec import ModelSpec
+
+
+def load(path: str) -> "ModelSpec":
+    """Read a saved model (.h5, .keras or an lstm-parity dump) into a ModelSpec without TensorFlow.
+
+    Raises BadInputError (unreadable) or UnsupportedError (structure not handled).
+    """
+    from .formats import open_model
+    return open_model(path)
+
+
+def predict(spec: "ModelSpec", inputs: list[np.ndarray], *, dtype: Any = np.float64,
+            semantics: str | None = None) -> list[np.ndarray]:
+    """Run the NumPy reference: one batch-first array per model input -> one array per output."""
+    from .reference.forward import forward
+    return forward(spec, inputs, semantics=semantics, dtype=dtype).outputs
+
+
+def compare(names: list[str], reference: list[np.ndarray], other: list[np.ndarray],
+            atol: float = 1e-5, rtol: float = 1e-5) -> "ComparisonResult":
+    """Compare outputs elementwise under |other - reference| <= atol + rtol*|reference|."""
+    from .compare import compare_outputs
+    return compare_outputs(names, reference, other, atol=atol, rtol=rtol)
+
+
+def check(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> "CheckReport":
+    """Reference vs Keras `model.predict` on the same inputs (imports Keras); see check.run_check."""
+    from .check import run_check
+    return run_check(spec, inputs, **options)

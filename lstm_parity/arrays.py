@@ -1,0 +1,113 @@
+"""Input and output array files: `.npy` for one tensor, `.npz` keyed by name or x0/y0... for several.
+
+Loading never unpickles (`allow_pickle=False`) and every array is checked against the model's
+declared input shapes, with one-line messages that name the expected shape.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+
+from .atomicio import atomic_write
+from .errors import BadInputError
+from .spec import ModelSpec
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray] | np.ndarray:
+    """Load `.npy` (one array) or `.npz` (dict of arrays) without unpickling; raises BadInputError."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: is a directory, not an array file") from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise BadInputError(f"{path}: holds Python objects (pickled data); refusing to load it") from None
+        raise BadInputError(f"{path}: not a readable .npy/.npz array file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInputError(f"{path}: not a readable .npy/.npz array file ({exc})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        try:
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
+        except ValueError as exc:
+            raise BadInputError(f"{path}: holds Python objects (pickled data); refusing to load it ({exc})") from None
+        except Exception as exc:
+            raise BadInputError(f"{path}: unreadable .npz member ({exc})") from None
+    return loaded
+
+
+def _describe(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("batch" if i == 0 else ("any" if d is None else str(d)) for i, d in enumerate(shape)) + ")"
+
+
+def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, source: str) -> list[np.ndarray]:
+    """Order and check user arrays against the model's inputs; returns one batch-first array each.
+
+    A single array missing only the batch axis (e.g. (time, features)) is taken as one sample.
+    Raises BadInputError naming the expected shape and dtype.
+    """
+    names = spec.input_names
+    if isinstance(loaded, dict):
+        if len(names) == 1 and len(loaded) == 1:
+            arrays = list(loaded.values())
+        elif all(name in loaded for name in names):
+            arrays = [loaded[name] for name in names]
+        elif all(f"x{i}" in loaded for i in range(len(names))):
+            arrays = [loaded[f"x{i}"] for i in range(len(names))]
+        else:
+            raise BadInputError(f"{source}: the model's inputs are {names}; the .npz must have those keys "
+                                f"or x0..x{len(names) - 1}, it has {sorted(loaded)}")
+    else:
+        if len(names) != 1:
+            raise BadInputError(f"{source}: the model takes {len(names)} inputs {names}; pass an .npz "
+                                f"keyed by those names or x0..x{len(names) - 1}")
+        arrays = [loaded]
+    prepared = []
+    for name, array, shape in zip(names, arrays, spec.input_shapes):
+        prepared.append(_check_input(np.asarray(array), shape, f"{source}: input {name!r}"))
+    batches = {a.shape[0] for a in prepared}
+    if len(batches) > 1:
+        raise BadInputError(f"{source}: inputs have different batch sizes {sorted(batches)}")
+    return prepared
+
+
+def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str) -> np.ndarray:
+    expected = _describe(shape)
+    if array.dtype.kind not in "fiub":
+        raise BadInputError(f"{where}: dtype {array.dtype} is not a real number type; expected float32 "
+                            f"values of shape {expected}")
+    if array.ndim == len(shape) - 1:
+        array = array[None]  # one sample without its batch axis
+    if array.ndim != len(shape):
+        raise BadInputError(f"{where}: has shape {array.shape}, expected {expected}")
+    for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:]), start=1):
+        if want is not None and want != got:
+            raise BadInputError(f"{where}: has shape {array.shape}, expected {expected} "
+                                f"(axis {axis} must be {want})")
+    if array.shape[0] == 0:
+        raise BadInputError(f"{where}: has zero samples")
+    if any(d == 0 for d in array.shape[1:]):
+        raise BadInputError(f"{where}: has an empty axis in shape {array.shape}")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))
+        raise BadInputError(f"{where}: holds {len(bad)} NaN/Inf values (first at index {tuple(bad[0].tolist())}); "
+                            f"parity is checked on finite inputs only")
+    return array
+
+
+def save_outputs(path: str, outputs: list[np.ndarray], names: list[str]) -> None:
+    """Write one output as `.npy` or several as `.npz` keyed by output name and y0, y1, ... (atomically)."""
+    buffer = io.BytesIO()
+    if len(outputs) == 1 and not path.endswith(".npz"):
+        np.save(buffer, outputs[0], allow_pickle=False)
+    else:
+        keyed = {f"y{i}": out for i, out in enumerate(outputs)}
+        keyed.update({name: out for name, out in zip(names, outputs) if name not in keyed})
+        np.savez(buffer, **keyed)
+    with atomic_write(os.fspath(path)) as handle:
+        handle.write(buffer.getvalue())

@@ -1,0 +1,45 @@
+"""Write files so that a reader never sees a half-written file and a failure leaves nothing behind.
+
+Every output goes to a temporary file in the target folder and is renamed into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import IO, Iterator
+
+from .errors import BadInputError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing; rename it onto `path` only on success.
+
+    Raises BadInputError when the folder does not exist or is not writable.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadInputError(f"{path}: the folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".lstm-parity-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def refuse_overwriting_inputs(output: str, inputs: list[str]) -> None:
+    """Raise BadInputError if `output` is the same file as any of `inputs`."""
+    if not os.path.exists(output):
+        return
+    for name in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(output, name):
+                raise BadInputError(f"{output}: refusing to overwrite an input file")

@@ -1,0 +1,123 @@
+"""The only module that imports TensorFlow / Keras / tf_keras, and only when a function is called.
+
+Files saved by Keras 1/2 (and tf.keras 2.x) run through tf_keras with Keras 2 semantics; files
+saved by Keras 3 run through Keras 3. Models are loaded with compile=False (Keras 3 cannot
+reload some compiled legacy files) and predicted in Keras' default batches of 32.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import KerasSideError
+
+PACKAGE_FOR_SEMANTICS = {"keras2": "tf_keras", "keras3": "keras"}
+EXTENSION_FOR_FORMAT = {"legacy-h5": ".h5", "keras-zip": ".keras"}
+
+
+@dataclass
+class KerasRun:
+    """What Keras computed: outputs in model order, weights per layer, and who computed them."""
+
+    package: str  # "keras" or "tf_keras"
+    version: str
+    outputs: list[np.ndarray]
+    layer_weights: dict[str, list[np.ndarray]]
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence TensorFlow's C++ start-up chatter, which bypasses Python's logging."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras(package: str) -> Any:
+    """Import `keras` or `tf_keras` quietly; raises KerasSideError naming the extra to install."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        with _quiet_stderr():
+            if package == "tf_keras":
+                import tf_keras as module
+            else:
+                import keras as module
+    except ImportError as exc:
+        hint = ("install the keras2 extra: pip install 'lstm-parity[keras2]'" if package == "tf_keras"
+                else "install TensorFlow: pip install 'tensorflow>=2.16'")
+        raise KerasSideError(f"cannot import {package} ({exc}); {hint}") from None
+    with contextlib.suppress(Exception):
+        import absl.logging
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    return module
+
+
+@contextlib.contextmanager
+def _with_extension(path: str, file_format: str) -> Iterator[str]:
+    """Keras picks a loader by file extension: give it a copy named for what the bytes really are."""
+    wanted = EXTENSION_FOR_FORMAT.get(file_format, "")
+    if path.lower().endswith(wanted) or not wanted:
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix="lstm-parity-")
+    try:
+        link = os.path.join(folder, "model" + wanted)
+        try:
+            os.symlink(os.path.abspath(path), link)
+        except OSError:
+            shutil.copyfile(path, link)
+        yield link
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarray],
+              batch_size: int = 32) -> KerasRun:
+    """Load `path` with the Keras of `semantics` and run `model.predict` on float32 `inputs`.
+
+    Raises KerasSideError (exit 4) when Keras is missing, cannot load the file, or fails to predict.
+    """
+    package = PACKAGE_FOR_SEMANTICS[semantics]
+    module = import_keras(package)
+    where = f"{path}: {package} {module.__version__}"
+    with _with_extension(path, file_format) as loadable:
+        try:
+            with _quiet_stderr():
+                model = module.models.load_model(loadable, compile=False)
+        except Exception as exc:
+            raise KerasSideError(f"{where} cannot load the file: {_first_line(exc)}") from None
+    try:
+        layer_weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
+        feed: Any = inputs[0] if len(inputs) == 1 else list(inputs)
+        with _quiet_stderr():
+            raw = model.predict(feed, batch_size=batch_size, verbose=0)
+    except Exception as exc:
+        raise KerasSideError(f"{where} failed to predict: {_first_line(exc)}") from None
+    outputs = [np.asarray(o) for o in raw] if isinstance(raw, (list, tuple)) else [np.asarray(raw)]
+    if isinstance(raw, dict):
+        outputs = [np.asarray(v) for v in raw.values()]
+    return KerasRun(package, module.__version__, outputs, layer_weights)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

@@ -1,0 +1,69 @@
+"""The NumPy forward pass over a ModelSpec: layers in dependency order, every tensor kept.
+
+`forward` returns the model outputs and, on request, every layer's outputs and every recurrent
+layer's per-timestep gate values, for per-layer divergence reports and gate traces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..spec import ModelSpec, TensorRef
+from .layers import Context, LayerFn, build_layer
+
+
+@dataclass
+class ForwardResult:
+    """`outputs` in the model's output order; `layer_outputs[name]` the tensors of the layer's
+    first call and `traces[name]` its gate values (batch, time, units) when recording."""
+
+    outputs: list[np.ndarray]
+    layer_outputs: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def build(spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False) -> dict[str, LayerFn]:
+    """Validate and prepare every non-input layer; raises UnsupportedError before any compute."""
+    ctx = Context(semantics=semantics, dtype=np.dtype(dtype), source=spec.source, record=record)
+    return {layer.name: build_layer(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
+
+
+def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
+            dtype: np.dtype | type = np.float64, record: bool = False) -> ForwardResult:
+    """Compute the model on `inputs` (one array per model input, batch first) in `dtype`.
+
+    `semantics` ("keras2"/"keras3") defaults to that of the Keras generation that saved the file.
+    Raises UnsupportedError for layers/options not implemented, BadInputError for bad shapes.
+    """
+    semantics = semantics or spec.semantics
+    fns = build(spec, semantics, dtype, record)
+    if len(inputs) != len(spec.inputs):
+        raise BadInputError(f"{spec.source}: the model takes {len(spec.inputs)} inputs, got {len(inputs)}")
+    values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
+    for ref, x in zip(spec.inputs, inputs):
+        values[ref] = (np.asarray(x, dtype=dtype), None)
+    result = ForwardResult(outputs=[])
+    pending = [(layer, node_index, refs) for layer in spec.layers if layer.class_name != "InputLayer"
+               for node_index, refs in enumerate(layer.inbound)]
+    while pending:
+        ready = [item for item in pending if all(ref in values for ref in item[2])]
+        if not ready:
+            missing = sorted({ref[0] for item in pending for ref in item[2] if ref not in values})
+            raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
+        for item in ready:
+            layer, node_index, refs = item
+            layer_result = fns[layer.name]([values[r][0] for r in refs], [values[r][1] for r in refs])
+            for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks)):
+                values[(layer.name, node_index, index)] = (out, mask)
+            if record and node_index == 0:
+                result.layer_outputs[layer.name] = layer_result.outputs
+                if layer_result.trace:
+                    result.traces[layer.name] = layer_result.trace
+            pending.remove(item)
+    for ref in spec.outputs:
+        if ref not in values:
+            raise BadInputError(f"{spec.source}: model output {ref} is never computed")
+        result.outputs.append(values[ref][0])
+    return result

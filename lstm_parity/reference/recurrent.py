@@ -1,0 +1,107 @@
+"""The one sequence loop shared by every recurrent cell, and the cells as pure step functions.
+
+A cell projects the whole input at once (`x @ kernel + bias` over batch*time rows) and then
+steps: (x_proj_t, states) -> (output, new_states, gates). The loop owns time order
+(go_backwards), masking (carry states, repeat the previous output) and optional gate recording.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .activations import Activation
+
+
+class Cell(Protocol):
+    units: int
+
+    def project(self, x: np.ndarray) -> np.ndarray: ...
+    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]: ...
+    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]: ...
+
+
+@dataclass
+class SequenceResult:
+    """What one recurrent layer call produced.
+
+    `output` is (batch, time, units) with return_sequences else (batch, units); `states` are the
+    final states; `trace` maps a gate or state name to (batch, time, units) in processing order
+    when recording was asked for.
+    """
+
+    output: np.ndarray
+    states: tuple[np.ndarray, ...]
+    trace: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwards: bool = False,
+                 mask: np.ndarray | None = None, initial_states: tuple[np.ndarray, ...] | None = None,
+                 record: bool = False) -> SequenceResult:
+    """Run `cell` over x (batch, time, features) the way Keras' RNN layer does at inference.
+
+    go_backwards processes time in reverse and returns outputs in processing order. At a step
+    where mask (batch, time) is False every state keeps its value and the emitted output repeats
+    the previous one (zeros before the first valid step).
+    """
+    batch, time = x.shape[0], x.shape[1]
+    x_proj = cell.project(x)  # (batch, time, k*units)
+    states = initial_states if initial_states is not None else cell.zero_states(batch, x_proj.dtype)
+    order = range(time - 1, -1, -1) if go_backwards else range(time)
+    output = np.zeros((batch, cell.units), dtype=x_proj.dtype)  # (batch, units)
+    outputs = []
+    steps: dict[str, list[np.ndarray]] = {}
+    for t in order:
+        h, new_states, gates = cell.step(x_proj[:, t], states)
+        if mask is not None:
+            keep = mask[:, t, None]  # (batch, 1)
+            new_states = tuple(np.where(keep, new, old) for new, old in zip(new_states, states))
+            h = np.where(keep, h, output)
+        states, output = new_states, h
+        if return_sequences:
+            outputs.append(h)
+        if record:
+            for name, value in gates.items():
+                steps.setdefault(name, []).append(value)
+    result = np.stack(outputs, axis=1) if return_sequences else output  # (batch, time, units) | (batch, units)
+    trace = {name: np.stack(values, axis=1) for name, values in steps.items()}
+    return SequenceResult(result, states, trace)
+
+
+class LSTMCell:
+    """c = f*c_tm1 + i*act(c~), h = o*act(c), with gate columns i, f, c, o in kernel order."""
+
+    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
+                 activation: Activation, recurrent_activation: Activation):
+        self.kernel = kernel  # (features, 4*units)
+        self.recurrent_kernel = recurrent_kernel  # (units, 4*units)
+        self.bias = bias  # (4*units,) or None
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+        self.units = recurrent_kernel.shape[0]
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        batch, time, features = x.shape
+        z = x.reshape(batch * time, features) @ self.kernel  # (batch*time, 4*units)
+        if self.bias is not None:
+            z += self.bias
+        return z.reshape(batch, time, -1)  # (batch, time, 4*units)
+
+    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        zeros = np.zeros((batch, self.units), dtype=dtype)  # (batch, units)
+        return zeros, zeros.copy()
+
+    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        h_tm1, c_tm1 = states  # (batch, units) each
+        u = self.units
+        z = x_proj_t + h_tm1 @ self.recurrent_kernel  # (batch, 4*units)
+        i = self.recurrent_activation(z[:, :u])  # (batch, units)
+        f = self.recurrent_activation(z[:, u:2 * u])  # (batch, units)
+        c_hat = self.activation(z[:, 2 * u:3 * u])  # (batch, units)
+        o = self.recurrent_activation(z[:, 3 * u:])  # (batch, units)
+        c = f * c_tm1 + i * c_hat  # (batch, units)
+        h = o * self.activation(c)  # (batch, units)
+        return h, (h, c), {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}

@@ -1,0 +1,1 @@
+"""Renderers of results: they format, they never compute or compare."""

@@ -1,0 +1,81 @@
+"""A framework-free description of a saved Keras model: layers, options, weights and wiring.
+
+Readers in `lstm_parity.formats` build a ModelSpec; the reference in `lstm_parity.reference`
+computes it. Nothing here imports TensorFlow or Keras.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# (layer name, node index, tensor index): Keras' own address of a tensor in a functional graph.
+TensorRef = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer as saved.
+
+    `config` is the layer's Keras config dict as stored in the file (options by Keras name);
+    `weights` are the arrays in Keras' own order (the order of `layer.get_weights()`), exactly as
+    stored, with their textbook `weight_names` ("kernel", ...) and the `stored_names` the writer
+    gave them (for reports only: those differ between writers and are never parsed).
+    `inbound` lists, per call of the layer (node), the tensors it consumes.
+    """
+
+    name: str
+    class_name: str
+    config: dict[str, Any]
+    weights: tuple[np.ndarray, ...] = ()
+    weight_names: tuple[str, ...] = ()
+    stored_names: tuple[str, ...] = ()
+    inbound: tuple[tuple[TensorRef, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A whole model: layers in file order, the graph's input and output tensors, provenance.
+
+    `keras_version` is the version string of the Keras that saved the file ("" when unknown),
+    `semantics` the Keras major whose math the file must be computed with ("keras2" or "keras3").
+    `input_shapes` are per-input shapes with None for unknown dimensions (batch first).
+    """
+
+    layers: tuple[LayerSpec, ...]
+    inputs: tuple[TensorRef, ...]
+    outputs: tuple[TensorRef, ...]
+    input_shapes: tuple[tuple[int | None, ...], ...]
+    keras_version: str
+    semantics: str
+    source: str
+    file_format: str
+    model_class: str = "Sequential"
+    sha256: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def layer(self, name: str) -> LayerSpec:
+        """Return the layer called `name`; raises KeyError if there is none."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [ref[0] for ref in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [ref[0] if ref[2] == 0 else f"{ref[0]}_{ref[2]}" for ref in self.outputs]
+
+
+def semantics_for_version(keras_version: str) -> str:
+    """Map the saving Keras' version string to the semantics we compute it with.
+
+    "1.x"/"2.x" (standalone Keras and tf.keras, e.g. "2.3.0-tf") -> "keras2"; "3.x" -> "keras3".
+    An unknown or empty version is treated as Keras 2 only if it does not start with 3.
+    """
+    major = keras_version.strip().split(".", 1)[0]
+    return "keras3" if major == "3" else "keras2"
