@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/lstm-parity check sample_models/tutorial_keras3.keras sample_models/tutorial_keras3.input.npy
-	$(BIN)/lstm-parity check sample_models/tutorial_keras2_hard_sigmoid.h5 sample_models/tutorial_keras2_hard_sigmoid.input.npy
+	$(BIN)/lstm-parity check sample_models/tutorial.keras sample_models/tutorial.input.npy
+	$(BIN)/lstm-parity check sample_models/tutorial_keras2.h5 sample_models/tutorial_keras2.input.npy
 
 # pytest exits 5 when it collects no test: for this suite that means breakage, so fail loudly.
 test: install
