@@ -1,3 +1,5 @@
+"""`python -m lstm_parity` runs the CLI."""
 from .cli import main
 
-main()
+if __name__ == "__main__":
+    main()

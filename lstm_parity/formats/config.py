@@ -160,25 +160,24 @@ def _tensor_list(value: Any, source: str, where: str) -> tuple[TensorRef, ...]:
 
 
 def _parse_node(node: Any, source: str, layer: str) -> tuple[TensorRef, ...]:
+    """A call's input tensors, positionally: the input(s) first, then any initial states.
+
+    That is Keras 2's own layout for an RNN called with initial_state ([x, h0, c0]); a Keras 3
+    node's `initial_state` keyword is appended the same way. Other tensor keywords are refused.
+    """
     where = f"inbound nodes of layer {layer!r}"
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         refs = _keras3_tensors(node.get("args", []), source)
-        kwarg_refs = _keras3_tensors(node.get("kwargs", {}), source)
-        if kwarg_refs:
-            names = sorted(k for k, v in (node.get("kwargs") or {}).items() if _keras3_tensors(v, source))
-            raise UnsupportedError(
-                f"{source}: layer {layer!r} is called with tensor keyword arguments {names} "
-                f"(e.g. initial_state); not supported yet")
+        kwargs = node.get("kwargs") or {}
+        refs += _keras3_tensors(kwargs.get("initial_state"), source) if isinstance(kwargs, dict) else []
+        others = sorted(k for k, v in kwargs.items() if k != "initial_state" and _keras3_tensors(v, source)) \
+            if isinstance(kwargs, dict) else []
+        if others:
+            raise UnsupportedError(f"{source}: layer {layer!r} is called with tensor keyword arguments "
+                                   f"{others}; not supported (supported: initial_state)")
         return tuple(refs)
     if isinstance(node, list):  # Keras 2: [[name, node, tensor, kwargs], ...]
-        refs = []
-        for item in node:
-            refs.append(_ref(item, source, where))
-            kwargs = item[3] if len(item) > 3 else {}
-            if isinstance(kwargs, dict) and any(k in kwargs for k in ("initial_state", "constants")):
-                raise UnsupportedError(
-                    f"{source}: layer {layer!r} is called with initial_state/constants; not supported yet")
-        return tuple(refs)
+        return tuple(_ref(item, source, where) for item in node)
     raise BadInputError(f"{source}: malformed {where}")
 
 

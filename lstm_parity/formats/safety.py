@@ -108,6 +108,8 @@ def _attr_array(obj: h5py.HLObject, name: str, source: str) -> np.ndarray:
     except Exception as exc:
         raise BadInputError(f"{source}: attribute {name!r} is unreadable ({exc})") from None
     value = np.asarray(value)
+    if value.size == 0:  # Keras writes an empty float array for a layer without weights
+        return np.array([], dtype=object)
     if value.dtype.kind not in "SUO":
         raise BadInputError(f"{source}: attribute {name!r} is not a list of names")
     return value

@@ -124,6 +124,19 @@ def build_identity(layer: LayerSpec, ctx: Context) -> LayerFn:
     return lambda inputs, masks: LayerResult([inputs[0]], masks[:1])
 
 
+def _initial_states(layer: LayerSpec, ctx: Context, given: list[np.ndarray], batch: int,
+                    sizes: tuple[int, ...]) -> tuple[np.ndarray, ...] | None:
+    """States passed in a functional graph (initial_state=...), checked against the cell's sizes."""
+    if not given:
+        return None
+    if len(given) != len(sizes):
+        raise BadInputError(f"{_where(ctx, layer)}: called with {len(given)} initial states, expected {len(sizes)}")
+    for state, size in zip(given, sizes):
+        if state.shape != (batch, size):
+            raise BadInputError(f"{_where(ctx, layer)}: initial state has shape {state.shape}, expected {(batch, size)}")
+    return tuple(np.asarray(s, dtype=ctx.dtype) for s in given)
+
+
 def build_lstm(layer: LayerSpec, ctx: Context) -> LayerFn:
     options = math_options(layer)
     where = _where(ctx, layer)
@@ -147,9 +160,10 @@ def build_lstm(layer: LayerSpec, ctx: Context) -> LayerFn:
         if x.ndim != 3:
             raise BadInputError(f"{where}: expects a 3-D input (batch, time, features), got shape {x.shape}")
         _check_input_width(layer, ctx, x, cell.kernel)
+        initial_states = _initial_states(layer, ctx, inputs[1:], x.shape[0], (units, units))
         result = run_sequence(cell, x, return_sequences=bool(options["return_sequences"]),
                               go_backwards=bool(options["go_backwards"]), mask=masks[0] if masks else None,
-                              record=ctx.record)
+                              initial_states=initial_states, record=ctx.record)
         out_mask = masks[0] if options["return_sequences"] and masks else None
         outputs = [result.output]
         if options["return_state"]:
