@@ -107,20 +107,27 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
 
 
 def render_dump(spec: ModelSpec) -> str:
-    """The dump as indented JSON text with each array written compactly on one line."""
-    arrays: list[np.ndarray] = []
+    """The dump as indented JSON text; arrays, shapes and other lists of plain values on one line."""
+    compact: list[Any] = []
 
     def placeholder(value: Any) -> Any:
         if isinstance(value, np.ndarray):
-            arrays.append(value)
-            return f"@@array{len(arrays) - 1}@@"
-        if isinstance(value, dict):
+            compact.append(encode_array(value))
+        elif isinstance(value, list) and not _holds_objects(value):
+            compact.append(value)
+        elif isinstance(value, dict):
             return {k: placeholder(v) for k, v in value.items()}
-        if isinstance(value, list):
+        elif isinstance(value, list):
             return [placeholder(v) for v in value]
-        return value
+        else:
+            return value
+        return f"@@compact{len(compact) - 1}@@"
 
     text = json.dumps(placeholder(build_dump(spec)), indent=2, allow_nan=False)
-    for index, array in enumerate(arrays):
-        text = text.replace(f'"@@array{index}@@"', json.dumps(encode_array(array), separators=(",", ":")), 1)
+    for index, value in enumerate(compact):
+        text = text.replace(f'"@@compact{index}@@"', json.dumps(value, separators=(",", ":"), allow_nan=False), 1)
     return text + "\n"
+
+
+def _holds_objects(value: list) -> bool:
+    return any(isinstance(v, dict) or (isinstance(v, list) and _holds_objects(v)) for v in value)

@@ -154,7 +154,7 @@ def read_dataset(dataset: h5py.HLObject, where: str, source: str) -> np.ndarray:
         shape = dataset.shape
         declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape is not None else 0
         stored = dataset.id.get_storage_size()
-        filtered = bool(dataset.compression) or dataset.chunks is not None and bool(dataset._filters)
+        filtered = dataset.id.get_create_plist().get_nfilters() > 0
     except BadInputError:
         raise
     except Exception as exc:
