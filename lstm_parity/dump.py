@@ -81,6 +81,7 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
             "name": layer.name, "class_name": layer.class_name,
             "inbound": [[list(ref) for ref in node] for node in layer.inbound],
             "options": math_options(layer), "config": layer.config,
+            **({"converted": layer.converted} if layer.converted else {}),
             "weights": [{"name": name, "stored_name": stored, "shape": list(array.shape),
                          "dtype": str(array.dtype), "values": array}
                         for name, stored, array in zip(layer.weight_names,

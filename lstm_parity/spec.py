@@ -32,6 +32,7 @@ class LayerSpec:
     weight_names: tuple[str, ...] = ()
     stored_names: tuple[str, ...] = ()
     inbound: tuple[tuple[TensorRef, ...], ...] = ()
+    converted: str = ""  # what the reader changed to reach today's layout (Keras 1, CuDNN), if anything
 
 
 @dataclass(frozen=True)

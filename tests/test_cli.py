@@ -120,13 +120,15 @@ def test_exit_2_click_usage(run_cli):
 
 
 def test_exit_3_unsupported_layer(run_cli, tmp_path):
-    model = build_model("k3-keras", 5, 2, [("GRU", dict(units=3)), ("Dense", dict(units=1))])
+    model = build_model("k3-keras", 5, 2, [("Conv1DTranspose", dict(filters=3, kernel_size=2)),
+                                           ("LSTM", dict(units=2)), ("Dense", dict(units=1))])
     path = save_model(model, "k3-keras", tmp_path)
     x_path = write_npy(tmp_path, "x.npy", np.zeros((1, 5, 2), np.float32))
     for args in (("check", path, x_path), ("predict", path, x_path, "-o", tmp_path / "y.npy")):
         result = run_cli(*args)
         assert result.exit_code == 3
-        _one_line_error(result, str(path), "layer 'gru' (GRU)", "is not supported", "supported: ", "LSTM")
+        _one_line_error(result, str(path), "layer 'conv1d_transpose' (Conv1DTranspose)", "is not supported",
+                        "supported: ", "LSTM", "GRU")
 
 
 def test_exit_3_unsupported_option(run_cli, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..spec import LayerSpec, ModelSpec, semantics_for_version
 from .config import ParsedModel, parse_model_config
+from .generations import modernize_config, modernize_weights
 from .keras_zip import read_keras_zip
 from .layout import weight_names
 from .legacy_h5 import read_legacy_h5
@@ -88,12 +89,14 @@ def assemble(parsed: ParsedModel, weights: dict[str, tuple[list[str], list[np.nd
     layers = []
     for layer in parsed.layers:
         stored_names, arrays = weights.get(layer.name, ([], []))
+        class_name, config = modernize_config(layer.class_name, layer.config, keras_version)
+        class_name, config, arrays, converted = modernize_weights(class_name, config, list(arrays), keras_version)
         layers.append(LayerSpec(
-            name=layer.name, class_name=layer.class_name, config=layer.config,
+            name=layer.name, class_name=class_name, config=config,
             weights=tuple(arrays),
-            weight_names=weight_names(layer.class_name, len(arrays)),
-            stored_names=tuple(stored_names),
-            inbound=layer.inbound,
+            weight_names=weight_names(class_name, len(arrays), config),
+            stored_names=tuple(stored_names) if not converted else (),
+            inbound=layer.inbound, converted=converted,
         ))
     return ModelSpec(
         layers=tuple(layers), inputs=parsed.inputs, outputs=parsed.outputs,

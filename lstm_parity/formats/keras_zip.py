@@ -116,8 +116,12 @@ def container_paths(parsed: ParsedModel) -> dict[str, str]:
 
 
 def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[str, tuple[list[str], list[np.ndarray]]]:
+    # Files saved on Windows by tf.keras 2.13-2.15 joined the object path with backslashes, so the
+    # group for `layers/lstm/cell` is a single root member named `layers\lstm\cell`.
+    windows = any("\\" in key for key in root.keys())
     weights = {}
     for layer_name, path in container_paths(parsed).items():
+        path = path.replace("/", "\\") if windows else path
         if path not in root:
             weights[layer_name] = ([], [])
             continue
@@ -131,12 +135,13 @@ def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[
                                 f"expected {layer_name!r}; the archive does not match its config")
         names: list[str] = []
         arrays: list[np.ndarray] = []
-        _collect_vars(group, path, names, arrays, source, depth=0)
+        _collect_vars(group, path, names, arrays, source, depth=0, root=root if windows else None)
         weights[layer_name] = (names, arrays)
     return weights
 
 
-def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarray], source: str, depth: int) -> None:
+def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarray], source: str, depth: int,
+                  root: Any = None) -> None:
     if depth > 8 or not isinstance(group, h5py.Group):
         return
     if "vars" in group:
@@ -150,4 +155,7 @@ def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarr
             arrays.append(read_dataset(resolve(vars_group, key, source), where, source))
     for child in CHILD_ORDER:
         if child in group:
-            _collect_vars(resolve(group, child, source), f"{path}/{child}", names, arrays, source, depth + 1)
+            _collect_vars(resolve(group, child, source), f"{path}/{child}", names, arrays, source, depth + 1, root)
+        elif root is not None and f"{path}\\{child}" in root:  # Windows-joined path (see above)
+            _collect_vars(resolve(root, f"{path}\\{child}", source), f"{path}\\{child}", names, arrays, source,
+                          depth + 1, root)

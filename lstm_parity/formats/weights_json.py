@@ -70,4 +70,5 @@ def _layer(entry: dict[str, Any], path: str) -> LayerSpec:
         weights=tuple(weights), weight_names=tuple(w["name"] for w in entry.get("weights", [])),
         stored_names=tuple(w.get("stored_name", "") for w in entry.get("weights", [])),
         inbound=tuple(tuple(tuple(ref) for ref in node) for node in entry["inbound"]),
+        converted=str(entry.get("converted", "")),
     )

@@ -24,26 +24,32 @@ class ForwardResult:
     traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def build(spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False) -> dict[str, LayerFn]:
-    """Validate and prepare every non-input layer; raises UnsupportedError before any compute."""
-    ctx = Context(semantics=semantics, dtype=np.dtype(dtype), source=spec.source, record=record)
+def build(spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False,
+          states: dict | None = None) -> dict[str, LayerFn]:
+    """Validate and prepare every non-input layer; raises UnsupportedError before any compute.
+
+    `states` is the store through which stateful recurrent layers carry their states from one
+    call to the next (the batches of one `predict`); None keeps nothing.
+    """
+    ctx = Context(semantics=semantics, dtype=np.dtype(dtype), source=spec.source, record=record, states=states)
     return {layer.name: build_layer(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
 
 
 def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-            dtype: np.dtype | type = np.float64, record: bool = False) -> ForwardResult:
+            dtype: np.dtype | type = np.float64, record: bool = False, states: dict | None = None) -> ForwardResult:
     """Compute the model on `inputs` (one array per model input, batch first) in `dtype`.
 
     `semantics` ("keras2"/"keras3") defaults to that of the Keras generation that saved the file.
     Raises UnsupportedError for layers/options not implemented, BadInputError for bad shapes.
     """
     semantics = semantics or spec.semantics
-    fns = build(spec, semantics, dtype, record)
+    fns = build(spec, semantics, dtype, record, states)
     if len(inputs) != len(spec.inputs):
         raise BadInputError(f"{spec.source}: the model takes {len(spec.inputs)} inputs, got {len(inputs)}")
     values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
     for ref, x in zip(spec.inputs, inputs):
-        values[ref] = (np.asarray(x, dtype=dtype), None)
+        integer = np.asarray(x).dtype.kind in "iu"  # token ids stay integers
+        values[ref] = (np.asarray(x) if integer else np.asarray(x, dtype=dtype), None)
     result = ForwardResult(outputs=[])
     pending = [(layer, node_index, refs) for layer in spec.layers if layer.class_name != "InputLayer"
                for node_index, refs in enumerate(layer.inbound)]

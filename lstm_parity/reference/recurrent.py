@@ -39,12 +39,13 @@ class SequenceResult:
 
 def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwards: bool = False,
                  mask: np.ndarray | None = None, initial_states: tuple[np.ndarray, ...] | None = None,
-                 record: bool = False) -> SequenceResult:
+                 zero_output_for_mask: bool = False, record: bool = False) -> SequenceResult:
     """Run `cell` over x (batch, time, features) the way Keras' RNN layer does at inference.
 
     go_backwards processes time in reverse and returns outputs in processing order. At a step
     where mask (batch, time) is False every state keeps its value and the emitted output repeats
-    the previous one (zeros before the first valid step).
+    the previous one (zeros before the first valid step), or is zeros with zero_output_for_mask
+    (what Bidirectional asks of its layers when returning sequences).
     """
     batch, time = x.shape[0], x.shape[1]
     x_proj = cell.project(x)  # (batch, time, k*units)
@@ -58,7 +59,7 @@ def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwa
         if mask is not None:
             keep = mask[:, t, None]  # (batch, 1)
             new_states = tuple(np.where(keep, new, old) for new, old in zip(new_states, states))
-            h = np.where(keep, h, output)
+            h = np.where(keep, h, 0 if zero_output_for_mask else output)
         states, output = new_states, h
         if return_sequences:
             outputs.append(h)
@@ -105,3 +106,77 @@ class LSTMCell:
         c = f * c_tm1 + i * c_hat  # (batch, units)
         h = o * self.activation(c)  # (batch, units)
         return h, (h, c), {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}
+
+
+class GRUCell:
+    """z, r gates and candidate h~ (gate columns z, r, h); reset_after decides where r applies.
+
+    reset_after=True : h~ = act(x_h + r * (h_tm1 @ U_h + b_rec_h)), bias (2, 3*units)
+    reset_after=False: h~ = act(x_h + (r * h_tm1) @ U_h),           bias (3*units,)
+    h = z * h_tm1 + (1 - z) * h~
+    """
+
+    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
+                 activation: Activation, recurrent_activation: Activation, reset_after: bool):
+        self.kernel = kernel  # (features, 3*units)
+        self.recurrent_kernel = recurrent_kernel  # (units, 3*units)
+        self.units = recurrent_kernel.shape[0]
+        self.reset_after = reset_after
+        if bias is not None and reset_after:
+            self.input_bias, self.recurrent_bias = bias[0], bias[1]  # (3*units,) each
+        else:
+            self.input_bias, self.recurrent_bias = bias, None  # (3*units,) or None
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        batch, time, features = x.shape
+        z = x.reshape(batch * time, features) @ self.kernel  # (batch*time, 3*units)
+        if self.input_bias is not None:
+            z += self.input_bias
+        return z.reshape(batch, time, -1)  # (batch, time, 3*units)
+
+    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        return (np.zeros((batch, self.units), dtype=dtype),)  # (batch, units)
+
+    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        (h_tm1,) = states  # (batch, units)
+        u = self.units
+        if self.reset_after:
+            inner = h_tm1 @ self.recurrent_kernel  # (batch, 3*units)
+            if self.recurrent_bias is not None:
+                inner += self.recurrent_bias
+            z = self.recurrent_activation(x_proj_t[:, :u] + inner[:, :u])  # (batch, units)
+            r = self.recurrent_activation(x_proj_t[:, u:2 * u] + inner[:, u:2 * u])  # (batch, units)
+            h_hat = self.activation(x_proj_t[:, 2 * u:] + r * inner[:, 2 * u:])  # (batch, units)
+        else:
+            inner = h_tm1 @ self.recurrent_kernel[:, :2 * u]  # (batch, 2*units)
+            z = self.recurrent_activation(x_proj_t[:, :u] + inner[:, :u])  # (batch, units)
+            r = self.recurrent_activation(x_proj_t[:, u:2 * u] + inner[:, u:])  # (batch, units)
+            h_hat = self.activation(x_proj_t[:, 2 * u:] + (r * h_tm1) @ self.recurrent_kernel[:, 2 * u:])
+        h = z * h_tm1 + (1 - z) * h_hat  # (batch, units)
+        return h, (h,), {"z": z, "r": r, "h_hat": h_hat, "h": h}
+
+
+class SimpleRNNCell:
+    """h = act(x @ kernel + bias + h_tm1 @ recurrent_kernel)."""
+
+    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
+                 activation: Activation):
+        self.kernel = kernel  # (features, units)
+        self.recurrent_kernel = recurrent_kernel  # (units, units)
+        self.bias = bias  # (units,) or None
+        self.activation = activation
+        self.units = recurrent_kernel.shape[0]
+
+    project = LSTMCell.project
+
+    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        return (np.zeros((batch, self.units), dtype=dtype),)  # (batch, units)
+
+    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        (h_tm1,) = states  # (batch, units)
+        h = self.activation(x_proj_t + h_tm1 @ self.recurrent_kernel)  # (batch, units)
+        return h, (h,), {"h": h}
