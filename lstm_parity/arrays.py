@@ -73,6 +73,10 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
     batches = {a.shape[0] for a in prepared}
     if len(batches) > 1:
         raise BadInputError(f"{source}: inputs have different batch sizes {sorted(batches)}")
+    fixed = spec.input_shapes[0][0] if spec.input_shapes and spec.input_shapes[0] else None
+    if fixed and prepared[0].shape[0] % fixed:
+        raise BadInputError(f"{source}: the model has a fixed batch size of {fixed}; INPUT has "
+                            f"{prepared[0].shape[0]} samples, not a multiple of it")
     return prepared
 
 
@@ -100,14 +104,24 @@ def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str) -
     return array
 
 
+def save_inputs(path: str, inputs: list[np.ndarray], names: list[str]) -> None:
+    """Write generated inputs: `.npy` for one, `.npz` keyed x0, x1, ... and by input name (atomically)."""
+    write_arrays(path, inputs, names, "x")
+
+
 def save_outputs(path: str, outputs: list[np.ndarray], names: list[str]) -> None:
     """Write one output as `.npy` or several as `.npz` keyed by output name and y0, y1, ... (atomically)."""
+    write_arrays(path, outputs, names, "y")
+
+
+def write_arrays(path: str, arrays: list[np.ndarray], names: list[str], prefix: str) -> None:
+    """One array as `.npy`, several (or an `.npz` path) as `.npz` keyed {prefix}0.. and by name."""
     buffer = io.BytesIO()
-    if len(outputs) == 1 and not path.endswith(".npz"):
-        np.save(buffer, outputs[0], allow_pickle=False)
+    if len(arrays) == 1 and not path.endswith(".npz"):
+        np.save(buffer, arrays[0], allow_pickle=False)
     else:
-        keyed = {f"y{i}": out for i, out in enumerate(outputs)}
-        keyed.update({name: out for name, out in zip(names, outputs) if name not in keyed})
+        keyed = {f"{prefix}{i}": out for i, out in enumerate(arrays)}
+        keyed.update({name: out for name, out in zip(names, arrays) if name not in keyed})
         np.savez(buffer, **keyed)
     with atomic_write(os.fspath(path)) as handle:
         handle.write(buffer.getvalue())

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BadInputError, KerasSideError
 from .compare import DEFAULT_ATOL, DEFAULT_RTOL, ComparisonResult, compare_outputs
-from .reference.forward import forward
+from .errors import BadInputError, KerasSideError
+from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
 from .spec import ModelSpec
 
 
@@ -26,6 +26,9 @@ class WeightCheck:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """Everything `check` found. Without Keras (`keras=False`) keras_package is "", weights and
+    comparison are None and the report says the reference ran alone."""
+
     spec: ModelSpec
     semantics: str  # what the reference computed with
     semantics_forced: bool
@@ -33,16 +36,20 @@ class CheckReport:
     keras_version: str
     reference_dtype: str
     input_shapes: tuple[tuple[int, ...], ...]
-    weights: WeightCheck
-    comparison: ComparisonResult
+    weights: WeightCheck | None
+    comparison: ComparisonResult | None
+    reference_outputs: tuple[np.ndarray, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return self.weights.identical and self.comparison.passed
+        if self.comparison is None:
+            return True
+        return bool(self.weights and self.weights.identical) and self.comparison.passed
 
 
 def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -> WeightCheck:
-    """Compare every layer's stored arrays with what Keras loaded, bit for bit."""
+    """Compare every layer's arrays with what Keras loaded, bit for bit."""
     mismatches = []
     arrays = values = 0
     for layer in spec.layers:
@@ -68,28 +75,40 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
 
 def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
               dtype: str = "float64", atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-              batch_size: int = 32) -> CheckReport:
-    """Compute `spec` with the reference and with Keras on `inputs` and compare.
+              batch_size: int = 32, keras: bool = True) -> CheckReport:
+    """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare.
 
-    Inputs are rounded to float32 first so both sides see the same numbers. The Keras side is the
-    generation that saved the file (tf_keras for Keras 1/2, Keras 3 otherwise) whatever `semantics`
-    says; forcing other semantics shows how far the other generation's math is.
+    Float inputs are rounded to float32 first so both sides see the same numbers. The Keras side is
+    the generation that saved the file (tf_keras for Keras 1/2, Keras 3 otherwise) whatever
+    `semantics` says; forcing other semantics shows how far the other generation's math is.
     Raises UnsupportedError (3), BadInputError (2), KerasSideError (4).
     """
-    from .keras_runner import run_keras  # the only TensorFlow import, done late
-
+    inputs = [x if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
+    chosen = semantics or spec.semantics
+    batch_size = fixed_batch_size(spec) or batch_size
+    reference = predict_batches(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size)
+    notes = []
+    if stateful_layers(spec):
+        notes.append(f"stateful layers {stateful_layers(spec)}: states carried across predict batches of "
+                     f"{batch_size}, starting from zeros, as Keras does")
+    if any(layer.converted for layer in spec.layers):
+        notes += [f"{layer.name}: {layer.converted}" for layer in spec.layers if layer.converted]
+    common = dict(spec=spec, semantics=chosen, semantics_forced=semantics is not None,
+                  reference_dtype=str(np.dtype(dtype)), input_shapes=tuple(x.shape for x in inputs),
+                  reference_outputs=tuple(reference))
+    if not keras:
+        return CheckReport(keras_package="", keras_version="", weights=None, comparison=None,
+                           notes=tuple(notes + ["Keras not run (--no-keras): nothing compared"]), **common)
     if spec.file_format == "dump-json":
         raise BadInputError(f"{spec.source}: a JSON dump has no Keras model to check against; "
-                            f"use `lstm-parity predict` on it, or `check` on the .h5/.keras file")
-    inputs = [np.asarray(x, dtype=np.float32) for x in inputs]
-    reference = forward(spec, inputs, semantics=semantics or spec.semantics, dtype=np.dtype(dtype))
+                            f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
+    from .keras_runner import run_keras  # the only TensorFlow import, done late
+
     run = run_keras(spec.source, spec.file_format, spec.semantics, inputs, batch_size=batch_size)
-    names = spec.output_names
-    if len(run.outputs) != len(reference.outputs):
+    if len(run.outputs) != len(reference):
         raise KerasSideError(f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config "
-                             f"declares {len(reference.outputs)}")
-    comparison = compare_outputs(names, reference.outputs, run.outputs, atol=atol, rtol=rtol)
-    return CheckReport(
-        spec=spec, semantics=semantics or spec.semantics, semantics_forced=semantics is not None, keras_package=run.package, keras_version=run.version,
-        reference_dtype=str(np.dtype(dtype)), input_shapes=tuple(x.shape for x in inputs),
-        weights=check_weights(spec, run.layer_weights), comparison=comparison)
+                             f"declares {len(reference)}")
+    comparison = compare_outputs(spec.output_names, reference, run.outputs, atol=atol, rtol=rtol)
+    return CheckReport(keras_package=run.package, keras_version=run.version,
+                       weights=check_weights(spec, run.layer_weights), comparison=comparison,
+                       notes=tuple(notes), **common)

@@ -69,18 +69,50 @@ semantics_option = click.option(
          "(e.g. hard_sigmoid is clip(0.2x+0.5) in keras2, relu6(x+3)/6 in keras3).")
 
 
-def _load_inputs(spec: Any, input_path: str) -> list:
-    from .arrays import load_arrays, prepare_inputs
-    return prepare_inputs(spec, load_arrays(input_path), input_path)
+def input_options(command: Any) -> Any:
+    """INPUT is optional: without it, inputs are generated from the model's config."""
+    options = [
+        click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Without INPUT: how many sequences to generate."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Without INPUT: random seed."),
+        click.option("--timesteps", type=click.IntRange(min=1), default=12, show_default=True,
+                     help="Without INPUT: length of sequences whose time axis the model leaves open."),
+        click.option("--range", "value_range", default="-1,1", show_default=True, metavar="LO,HI",
+                     help="Without INPUT: generated float values are uniform in [LO, HI). Inputs feeding an "
+                          "Embedding get token ids in [1, input_dim); masked models get padded sequences."),
+        click.option("--save-inputs", type=click.Path(dir_okay=False),
+                     help="Write the inputs used (.npy, or .npz keyed x0, x1, ... for several inputs)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _inputs(spec: Any, input_path: str | None, samples: int, seed: int, timesteps: int, value_range: str,
+            save_inputs: str | None, protected: list[str]) -> list:
+    from .arrays import load_arrays, prepare_inputs, save_inputs as write_inputs
+    from .inputs import InputPlan, generate_inputs, parse_range
+
+    if input_path is not None:
+        inputs = prepare_inputs(spec, load_arrays(input_path), input_path)
+    else:
+        low, high = parse_range(value_range)
+        inputs = generate_inputs(spec, InputPlan(samples, seed, timesteps, low, high))
+    if save_inputs:
+        from .atomicio import refuse_overwriting_inputs
+        refuse_overwriting_inputs(save_inputs, protected)
+        write_inputs(save_inputs, inputs, spec.input_names)
+    return inputs
 
 
 @cli.command(epilog="""\b
 Examples:
   lstm-parity check model.h5 x.npy
   lstm-parity check model.keras x.npy --atol 1e-6 --json report.json
-  lstm-parity check old_keras2.h5 x.npy --semantics keras3   # shows the hard_sigmoid change""" + "\n\n" + EXIT_CODES_HELP)
+  lstm-parity check old_keras2.h5 x.npy --semantics keras3   # shows the hard_sigmoid change
+  lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config""" + "\n\n" + EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Absolute tolerance.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Relative tolerance.")
 @dtype_option
@@ -89,13 +121,16 @@ Examples:
               help="Batch size for Keras model.predict (changes rounding at the last-bit level only).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write the report as JSON to this file ('-' for stdout instead of the text report).")
-def check(model: str, input_file: str, atol: float, rtol: float, dtype: str, semantics: str | None,
-          batch_size: int, json_path: str | None) -> None:
+@click.option("--no-keras", is_flag=True, help="Run only the reference (no TensorFlow); nothing is compared.")
+@input_options
+def check(model: str, input_file: str | None, atol: float, rtol: float, dtype: str, semantics: str | None,
+          batch_size: int, json_path: str | None, no_keras: bool, samples: int, seed: int, timesteps: int,
+          value_range: str, save_inputs: str | None) -> None:
     """Compare the NumPy reference with Keras model.predict on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
     (time, features) for one sample, or an .npz keyed by input name or x0, x1, ... for several
-    inputs. Keras 1/2 files are run by tf_keras, Keras 3 files by Keras 3; the reference uses the
+    inputs. Without INPUT, inputs are generated from the model's config (see --samples). Keras 1/2 files are run by tf_keras, Keras 3 files by Keras 3; the reference uses the
     same generation's math unless --semantics says otherwise. Passes when every element satisfies
     |keras - reference| <= atol + rtol * |reference| and the weights we read are bit-identical to
     model.get_weights().
@@ -106,8 +141,10 @@ def check(model: str, input_file: str, atol: float, rtol: float, dtype: str, sem
     from .report.text import render_check
 
     spec = open_model(model)
-    inputs = _load_inputs(spec, input_file)
-    report = run_check(spec, inputs, semantics=semantics, dtype=dtype, atol=atol, rtol=rtol, batch_size=batch_size)
+    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs,
+                     [model] + ([input_file] if input_file else []))
+    report = run_check(spec, inputs, semantics=semantics, dtype=dtype, atol=atol, rtol=rtol,
+                       batch_size=batch_size, keras=not no_keras)
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
     if json_path == "-":
         click.echo(render_check_json(report, code), nl=False)
@@ -156,28 +193,35 @@ Examples:
   lstm-parity predict model.h5 x.npy -o y.npy
   lstm-parity predict dump.json x.npy -o y.npy --dtype float32""")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Output file: .npy for one output, .npz (keys y0, y1, ... and output names) for several.")
 @dtype_option
 @semantics_option
-def predict(model: str, input_file: str, output: str, dtype: str, semantics: str | None) -> None:
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Batch size of predict; matters only for stateful models, whose states carry across batches.")
+@input_options
+def predict(model: str, input_file: str | None, output: str, dtype: str, semantics: str | None, batch_size: int,
+            samples: int, seed: int, timesteps: int, value_range: str, save_inputs: str | None) -> None:
     """Run only the NumPy reference on INPUT and save its outputs (never imports TensorFlow).
 
-    MODEL may be a .h5, a .keras or a JSON dump written by `lstm-parity dump`.
+    MODEL may be a .h5, a .keras or a JSON dump written by `lstm-parity dump`. Without INPUT,
+    inputs are generated from the model's config (see --samples).
     """
     import numpy as np
 
     from .arrays import save_outputs
     from .atomicio import refuse_overwriting_inputs
     from .formats import open_model
-    from .reference.forward import forward
+    from .reference.forward import predict_batches
 
-    refuse_overwriting_inputs(output, [model, input_file])
+    protected = [model] + ([input_file] if input_file else [])
+    refuse_overwriting_inputs(output, protected)
     spec = open_model(model)
-    inputs = [np.asarray(x, dtype=np.float32) for x in _load_inputs(spec, input_file)]
-    result = forward(spec, inputs, semantics=semantics, dtype=np.dtype(dtype))
-    save_outputs(output, result.outputs, spec.output_names)
+    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+    inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
+    outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
+    save_outputs(output, outputs, spec.output_names)
 
 
 def main() -> None:

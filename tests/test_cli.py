@@ -115,7 +115,7 @@ def test_exit_2_refuses_to_overwrite_input(run_cli, tmp_path):
 
 
 def test_exit_2_click_usage(run_cli):
-    assert run_cli("check", TUTORIAL).exit_code == 2
+    assert run_cli("check").exit_code == 2
     assert run_cli("check", TUTORIAL, TUTORIAL_X, "--dtype", "float16").exit_code == 2
 
 

@@ -60,9 +60,8 @@ def build_relu(layer: LayerSpec, ctx: Context) -> LayerFn:
 
 @register("LeakyReLU", options=("alpha", "negative_slope"))
 def build_leaky_relu(layer: LayerSpec, ctx: Context) -> LayerFn:
-    default = 0.3 if ctx.semantics == "keras2" else 0.2  # the default slope moved in Keras 3
-    slope = layer.config.get("negative_slope", layer.config.get("alpha", default))
-    slope = default if slope is None else float(slope)
+    slope = layer.config.get("negative_slope", layer.config.get("alpha"))  # Keras 3 / Keras 2 name
+    slope = 0.3 if slope is None else float(slope)  # the layer's default in both generations
     return _passing(lambda x: np.where(x >= 0, x, slope * x))
 
 

@@ -73,3 +73,33 @@ def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None 
             raise BadInputError(f"{spec.source}: model output {ref} is never computed")
         result.outputs.append(values[ref][0])
     return result
+
+
+def stateful_layers(spec: ModelSpec) -> list[str]:
+    """Names of the layers (or wrappers) whose recurrent states persist across batches."""
+    names = []
+    for layer in spec.layers:
+        inner = layer.config.get("layer") if isinstance(layer.config.get("layer"), dict) else {}
+        if layer.config.get("stateful") or (inner.get("config") or {}).get("stateful"):
+            names.append(layer.name)
+    return names
+
+
+def fixed_batch_size(spec: ModelSpec) -> int | None:
+    """The batch size the model's inputs declare (stateful models must), or None when free."""
+    sizes = {shape[0] for shape in spec.input_shapes if shape and shape[0] is not None}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def predict_batches(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
+                    dtype: np.dtype | type = np.float64, batch_size: int = 32) -> list[np.ndarray]:
+    """The reference as `model.predict` runs it: stateful layers carry their states from one batch
+    to the next (batches of the model's fixed batch size); other models are computed in one pass,
+    which gives the same numbers."""
+    if not stateful_layers(spec):
+        return forward(spec, inputs, semantics=semantics, dtype=dtype).outputs
+    step = fixed_batch_size(spec) or batch_size
+    states: dict = {}
+    chunks = [forward(spec, [x[start:start + step] for x in inputs], semantics=semantics, dtype=dtype,
+                      states=states).outputs for start in range(0, inputs[0].shape[0], step)]
+    return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]

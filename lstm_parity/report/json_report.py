@@ -19,16 +19,26 @@ def _finite(value: float) -> float | str:
 def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
     spec = report.spec
     comparison = report.comparison
+    if comparison is None or report.weights is None:
+        return {
+            "schema_version": CHECK_SCHEMA_VERSION,
+            "tool": {"name": "lstm-parity", "version": __version__},
+            "model": _model(report), "keras": None,
+            "reference": _reference(report),
+            "input_shapes": [list(shape) for shape in report.input_shapes],
+            "notes": list(report.notes), "weights": None, "tolerance": None,
+            "outputs": [{"name": name, "shape": list(out.shape), "passed": None}
+                        for name, out in zip(spec.output_names, report.reference_outputs)],
+            "passed": report.passed, "exit_code": exit_code,
+        }
     return {
         "schema_version": CHECK_SCHEMA_VERSION,
         "tool": {"name": "lstm-parity", "version": __version__},
-        "model": {"path": spec.source, "sha256": spec.sha256, "format": spec.file_format,
-                  "model_class": spec.model_class, "saved_by_keras": spec.keras_version,
-                  "inputs": spec.input_names, "outputs": spec.output_names},
+        "model": _model(report),
         "keras": {"package": report.keras_package, "version": report.keras_version},
-        "reference": {"dtype": report.reference_dtype, "semantics": report.semantics,
-                      "semantics_source": "forced" if report.semantics_forced else "file"},
+        "reference": _reference(report),
         "input_shapes": [list(shape) for shape in report.input_shapes],
+        "notes": list(report.notes),
         "weights": {"identical": report.weights.identical, "arrays": report.weights.arrays,
                     "values": report.weights.values, "mismatches": list(report.weights.mismatches)},
         "tolerance": {"atol": comparison.atol, "rtol": comparison.rtol, "rule": comparison.rule},
@@ -43,6 +53,18 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
         "passed": report.passed,
         "exit_code": exit_code,
     }
+
+
+def _model(report: CheckReport) -> dict[str, Any]:
+    spec = report.spec
+    return {"path": spec.source, "sha256": spec.sha256, "format": spec.file_format,
+            "model_class": spec.model_class, "saved_by_keras": spec.keras_version,
+            "inputs": spec.input_names, "outputs": spec.output_names}
+
+
+def _reference(report: CheckReport) -> dict[str, Any]:
+    return {"dtype": report.reference_dtype, "semantics": report.semantics,
+            "semantics_source": "forced" if report.semantics_forced else "file"}
 
 
 def render_check_json(report: CheckReport, exit_code: int) -> str:

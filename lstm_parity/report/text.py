@@ -1,6 +1,8 @@
 """Plain-text rendering of a CheckReport for a terminal or a CI log."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..check import CheckReport
 
 
@@ -17,14 +19,23 @@ def render_check(report: CheckReport) -> str:
     """The check report: provenance, weight verification, per-output numbers, verdict."""
     spec = report.spec
     weights = report.weights
+    keras_side = (f"{report.keras_package} {report.keras_version}, model.predict (compile=False)"
+                  if report.keras_package else "not run (--no-keras)")
     lines = [
         f"lstm-parity check {spec.source}",
         f"  saved by    Keras {spec.keras_version or '(unknown)'} ({spec.file_format}, {spec.model_class}, "
         f"{len(spec.layers)} layers)",
-        f"  keras side  {report.keras_package} {report.keras_version}, model.predict (compile=False)",
+        f"  keras side  {keras_side}",
         f"  reference   {_semantics_line(report)}",
-        f"  input       " + ", ".join(f"{shape} float32" for shape in report.input_shapes),
+        f"  input       " + ", ".join(str(shape) for shape in report.input_shapes),
     ]
+    lines += [f"  note        {note}" for note in report.notes]
+    if weights is None or report.comparison is None:
+        shapes = ", ".join(f"{name} {out.shape}" for name, out in zip(spec.output_names, report.reference_outputs))
+        finite = all(np.all(np.isfinite(out)) for out in report.reference_outputs)
+        lines += [f"  outputs     {shapes}" + ("" if finite else " (NaN/Inf present)"), "",
+                  "RAN: reference computed; nothing compared"]
+        return "\n".join(lines) + "\n"
     if weights.identical:
         lines.append(f"  weights     bit-identical to model.get_weights(): {weights.arrays} arrays, "
                      f"{weights.values} values")
