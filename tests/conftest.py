@@ -42,10 +42,27 @@ def build_model(writer: str, time: int | None, features: int, layers: list[tuple
         model = module.Model(inp, x)
     else:
         model = module.Sequential([inp, *made])
+    return randomize(model, seed, weight_scale)
+
+
+def randomize(model, seed: int = 0, weight_scale: float = 0.5):
+    """Seeded random weights for every array (biases included); variances stay positive."""
     rng = np.random.default_rng(seed)
-    model.set_weights([(rng.standard_normal(w.shape) * weight_scale).astype(np.float32)
-                       for w in model.get_weights()])
+    values = []
+    for variable in model.weights:
+        value = rng.standard_normal(tuple(variable.shape)) * weight_scale
+        if "variance" in variable.name:
+            value = np.abs(value) + 0.5
+        values.append(value.astype(np.float32))
+    model.set_weights(values)
     return model
+
+
+def build_with(writer: str, make, seed: int = 0, weight_scale: float = 0.5):
+    """Build any model: `make(keras_module)` returns it; weights are then randomized."""
+    module = keras_module(writer)
+    module.utils.set_random_seed(seed)
+    return randomize(make(module), seed, weight_scale)
 
 
 def save_model(model, writer: str, folder: Path, stem: str = "model") -> Path:

@@ -22,6 +22,7 @@ class ParsedLayer:
     class_name: str
     config: dict[str, Any]
     inbound: tuple[tuple[TensorRef, ...], ...]
+    mask_refs: tuple[TensorRef, ...] = ()  # Keras 3: masks passed explicitly to the layer's calls
 
 
 @dataclass
@@ -115,11 +116,16 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
     layers = []
     for entry in entries:
         name = _layer_name(entry, source)
-        nodes = tuple(_parse_node(node, source, name) for node in entry.get("inbound_nodes") or [])
-        layers.append(ParsedLayer(name, entry["class_name"], entry["config"], nodes))
+        parsed_nodes = [_parse_node(node, source, name) for node in entry.get("inbound_nodes") or []]
+        class_name = entry["class_name"]
+        if str(entry.get("module", "")).startswith(OPS_MODULES):
+            class_name = f"ops.{class_name}"  # a keras.ops call recorded in the graph, not a layer
+        layers.append(ParsedLayer(name, class_name, entry["config"], tuple(n[0] for n in parsed_nodes),
+                                  tuple(ref for n in parsed_nodes for ref in n[1])))
     _check_unique(layers, source)
     inputs = _tensor_list(config.get("input_layers"), source, "input_layers")
     outputs = _tensor_list(config.get("output_layers"), source, "output_layers")
+    layers = _reachable(layers, inputs, outputs, source)
     by_name = {layer.name: layer for layer in layers}
     shapes = []
     for ref in inputs:
@@ -134,6 +140,45 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
         if ref[0] not in by_name:
             raise BadInputError(f"{source}: model output names unknown layer {ref[0]!r}")
     return ParsedModel(class_name, layers, inputs, outputs, tuple(shapes))
+
+
+OPS_MODULES = ("keras.src.ops", "keras.ops")
+
+
+def _reachable(layers: list[ParsedLayer], inputs: tuple[TensorRef, ...], outputs: tuple[TensorRef, ...],
+               source: str) -> list[ParsedLayer]:
+    """Keep the layers the outputs depend on through their inputs and initial states.
+
+    Keras 3 records the masks it derives (Embedding's ids != 0, merged masks, ...) as keras.ops
+    nodes passed to the next layer as `mask=`; the reference derives the same masks itself
+    (tested against model.predict), so those nodes fall away here. A mask coming from anything
+    but such an ops node was passed by the user's code and is refused.
+    """
+    by_name = {layer.name: layer for layer in layers}
+    needed = {ref[0] for ref in inputs}
+    stack = [ref[0] for ref in outputs]
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in by_name:
+            continue
+        needed.add(name)
+        stack.extend(ref[0] for node in by_name[name].inbound for ref in node)
+    for layer in layers:
+        if layer.name not in needed:
+            continue
+        for ref in layer.mask_refs:
+            producer = by_name.get(ref[0])
+            if producer is None or not _is_op(producer):
+                raise UnsupportedError(f"{source}: layer {layer.name!r} is called with an explicit mask= tensor "
+                                       f"from {ref[0]!r}; only the masks Keras derives itself are supported")
+    return [layer for layer in layers if layer.name in needed]
+
+
+def _is_op(layer: ParsedLayer) -> bool:
+    """A keras.ops node: named by module in .keras configs; in legacy .h5 configs (no module) the
+    one kind of entry without the `trainable` key every Keras 3 layer config has."""
+    return layer.class_name.startswith("ops.") or (layer.class_name != "InputLayer"
+                                                   and "trainable" not in layer.config)
 
 
 def _check_unique(layers: list[ParsedLayer], source: str) -> None:
@@ -159,25 +204,30 @@ def _tensor_list(value: Any, source: str, where: str) -> tuple[TensorRef, ...]:
     return tuple(_ref(v, source, where) for v in value)
 
 
-def _parse_node(node: Any, source: str, layer: str) -> tuple[TensorRef, ...]:
-    """A call's input tensors, positionally: the input(s) first, then any initial states.
+def _parse_node(node: Any, source: str, layer: str) -> tuple[tuple[TensorRef, ...], tuple[TensorRef, ...]]:
+    """A call's input tensors, positionally (the input(s) first, then any initial states), and the
+    tensors passed as `mask=`.
 
-    That is Keras 2's own layout for an RNN called with initial_state ([x, h0, c0]); a Keras 3
-    node's `initial_state` keyword is appended the same way. Other tensor keywords are refused.
+    Positional x then states is Keras 2's own layout for an RNN called with initial_state
+    ([x, h0, c0]); a Keras 3 node's `initial_state` keyword is appended the same way. Other tensor
+    keywords are refused.
     """
     where = f"inbound nodes of layer {layer!r}"
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         refs = _keras3_tensors(node.get("args", []), source)
         kwargs = node.get("kwargs") or {}
-        refs += _keras3_tensors(kwargs.get("initial_state"), source) if isinstance(kwargs, dict) else []
-        others = sorted(k for k, v in kwargs.items() if k != "initial_state" and _keras3_tensors(v, source)) \
-            if isinstance(kwargs, dict) else []
+        if not isinstance(kwargs, dict):
+            raise BadInputError(f"{source}: malformed {where}")
+        refs += _keras3_tensors(kwargs.get("initial_state"), source)
+        masks = _keras3_tensors(kwargs.get("mask"), source)
+        others = sorted(k for k, v in kwargs.items()
+                        if k not in ("initial_state", "mask") and _keras3_tensors(v, source))
         if others:
             raise UnsupportedError(f"{source}: layer {layer!r} is called with tensor keyword arguments "
-                                   f"{others}; not supported (supported: initial_state)")
-        return tuple(refs)
+                                   f"{others}; not supported (supported: initial_state, mask)")
+        return tuple(refs), tuple(masks)
     if isinstance(node, list):  # Keras 2: [[name, node, tensor, kwargs], ...]
-        return tuple(_ref(item, source, where) for item in node)
+        return tuple(_ref(item, source, where) for item in node), ()
     raise BadInputError(f"{source}: malformed {where}")
 
 
