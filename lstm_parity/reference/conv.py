@@ -47,6 +47,27 @@ def _tap(x: np.ndarray, offset: tuple[int, ...], strides: tuple[int, ...], sizes
     return x[index]  # (batch, *out_sizes, channels)
 
 
+def convolve(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, ...], dilation: tuple[int, ...], padding: str,
+             groups: int = 1) -> np.ndarray:
+    """N-D convolution (channels_last): x (batch, *spatial, in), kernel (*k, in/groups, out) -> (batch, *out, out)."""
+    kernel_size = kernel.shape[:-2]
+    per_group_in, filters = kernel.shape[-2], kernel.shape[-1]
+    per_group_out = filters // groups
+    x = _padded(x, kernel_size, strides, dilation, padding, 0.0)
+    sizes = _out_sizes(x, kernel_size, strides, dilation)
+    y = np.zeros((x.shape[0], *sizes, filters), dtype=np.result_type(x, kernel))  # (batch, *out, filters)
+    for tap in itertools.product(*(range(k) for k in kernel_size)):
+        window = _tap(x, tuple(t * d for t, d in zip(tap, dilation)), strides, sizes)  # (batch, *out, in)
+        w = kernel[tap]  # (in / groups, filters)
+        if groups == 1:
+            y += window @ w
+            continue
+        for g in range(groups):
+            y[..., g * per_group_out:(g + 1) * per_group_out] += \
+                window[..., g * per_group_in:(g + 1) * per_group_in] @ w[:, g * per_group_out:(g + 1) * per_group_out]
+    return y
+
+
 def _conv_options(layer: LayerSpec, ctx: Context, rank: int) -> tuple:
     cfg = layer.config
     data_format = cfg.get("data_format") or "channels_last"
@@ -67,20 +88,11 @@ def _build_conv(layer: LayerSpec, ctx: Context, rank: int) -> LayerFn:
     weights = take_weights(layer, ctx, [(*kernel_size, None, filters)] + ([(filters,)] if use_bias else []))
     kernel = weights[0]  # (*kernel_size, in_channels / groups, filters)
     bias = weights[1] if use_bias else None
-    per_group_in, per_group_out = kernel.shape[-2], filters // groups
 
     def run(inputs: list[np.ndarray], masks: list) -> LayerResult:
         x = inputs[0]  # (batch, *spatial, channels)
-        check_width(layer, ctx, x, per_group_in * groups)
-        x = _padded(x, kernel_size, strides, dilation, padding, 0.0)
-        sizes = _out_sizes(x, kernel_size, strides, dilation)
-        y = np.zeros((x.shape[0], *sizes, filters), dtype=x.dtype)  # (batch, *out, filters)
-        for tap in itertools.product(*(range(k) for k in kernel_size)):
-            window = _tap(x, tuple(t * d for t, d in zip(tap, dilation)), strides, sizes)  # (batch, *out, in)
-            w = kernel[tap]  # (in / groups, filters)
-            for g in range(groups):
-                y[..., g * per_group_out:(g + 1) * per_group_out] += \
-                    window[..., g * per_group_in:(g + 1) * per_group_in] @ w[:, g * per_group_out:(g + 1) * per_group_out]
+        check_width(layer, ctx, x, kernel.shape[-2] * groups)
+        y = convolve(x, kernel, strides, dilation, padding, groups)  # (batch, *out, filters)
         if bias is not None:
             y += bias
         return LayerResult([activation(y)], [None])

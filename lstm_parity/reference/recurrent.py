@@ -48,16 +48,16 @@ def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwa
     (what Bidirectional asks of its layers when returning sequences).
     """
     batch, time = x.shape[0], x.shape[1]
-    x_proj = cell.project(x)  # (batch, time, k*units)
+    x_proj = cell.project(x)  # (batch, time, k*units), or (batch, time, rows, cols, 4*filters)
     states = initial_states if initial_states is not None else cell.zero_states(batch, x_proj.dtype)
     order = range(time - 1, -1, -1) if go_backwards else range(time)
-    output = np.zeros((batch, cell.units), dtype=x_proj.dtype)  # (batch, units)
+    output = np.zeros_like(states[0])  # (batch, units), or (batch, rows, cols, filters) for ConvLSTM2D
     outputs = []
     steps: dict[str, list[np.ndarray]] = {}
     for t in order:
         h, new_states, gates = cell.step(x_proj[:, t], states)
         if mask is not None:
-            keep = mask[:, t, None]  # (batch, 1)
+            keep = mask[:, t].reshape((batch,) + (1,) * (output.ndim - 1))  # (batch, 1, ...)
             new_states = tuple(np.where(keep, new, old) for new, old in zip(new_states, states))
             h = np.where(keep, h, 0 if zero_output_for_mask else output)
         states, output = new_states, h
@@ -180,3 +180,43 @@ class SimpleRNNCell:
         (h_tm1,) = states  # (batch, units)
         h = self.activation(x_proj_t + h_tm1 @ self.recurrent_kernel)  # (batch, units)
         return h, (h,), {"h": h}
+
+
+class ConvLSTM2DCell(LSTMCell):
+    """The LSTM equations with convolutions in place of products: the input convolution uses the
+    layer's strides/padding/dilation, the recurrent one 'same' padding and stride 1.
+    Gate blocks i, f, c, o along the last (filters) axis; states are (batch, rows, cols, filters)."""
+
+    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
+                 activation: Activation, recurrent_activation: Activation, convolve, strides: tuple[int, int],
+                 dilation: tuple[int, int], padding: str):
+        super().__init__(kernel, recurrent_kernel, bias, activation, recurrent_activation)
+        self.units = recurrent_kernel.shape[-2]  # filters
+        self.convolve, self.strides, self.dilation, self.padding = convolve, strides, dilation, padding
+        self.state_shape: tuple[int, ...] = ()
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        batch, time = x.shape[:2]
+        z = self.convolve(x.reshape((batch * time, *x.shape[2:])), self.kernel, self.strides, self.dilation,
+                          self.padding)  # (batch*time, rows', cols', 4*filters)
+        if self.bias is not None:
+            z += self.bias
+        self.state_shape = z.shape[1:-1]
+        return z.reshape((batch, time, *z.shape[1:]))  # (batch, time, rows', cols', 4*filters)
+
+    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        zeros = np.zeros((batch, *self.state_shape, self.units), dtype=dtype)  # (batch, rows', cols', filters)
+        return zeros, zeros.copy()
+
+    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        h_tm1, c_tm1 = states  # (batch, rows', cols', filters) each
+        u = self.units
+        z = x_proj_t + self.convolve(h_tm1, self.recurrent_kernel, (1, 1), (1, 1), "same")  # (..., 4*filters)
+        i = self.recurrent_activation(z[..., :u])
+        f = self.recurrent_activation(z[..., u:2 * u])
+        c_hat = self.activation(z[..., 2 * u:3 * u])
+        o = self.recurrent_activation(z[..., 3 * u:])
+        c = f * c_tm1 + i * c_hat
+        h = o * self.activation(c)
+        return h, (h, c), {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}

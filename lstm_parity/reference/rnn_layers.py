@@ -15,7 +15,7 @@ from ..spec import LayerSpec
 from .activations import get_activation
 from .layers import Context, LayerFn, LayerResult, build_layer, check_width, child, register, take_weights, \
     unsupported_option, where
-from .recurrent import Cell, GRUCell, LSTMCell, SimpleRNNCell, run_sequence
+from .recurrent import Cell, ConvLSTM2DCell, GRUCell, LSTMCell, SimpleRNNCell, run_sequence
 
 RNN_OPTIONS = ("units", "activation", "recurrent_activation", "use_bias", "return_sequences", "return_state",
                "go_backwards", "stateful", "time_major", "zero_output_for_mask")
@@ -24,15 +24,36 @@ RNN_DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bi
                 "zero_output_for_mask": False}
 # GRU without a reset_after key was written by Keras 1 or 2.0-2.2, whose GRU had reset_after=False.
 GRU_DEFAULTS = {**RNN_DEFAULTS, "reset_after": False}
+CONV_DEFAULTS = {**RNN_DEFAULTS, "strides": 1, "padding": "valid", "dilation_rate": 1, "data_format": "channels_last"}
 GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 
 
 def _options(layer: LayerSpec) -> dict[str, Any]:
-    defaults = GRU_DEFAULTS if layer.class_name == "GRU" else RNN_DEFAULTS
-    return {**defaults, **{k: v for k, v in layer.config.items() if k in defaults or k == "units"}}
+    defaults = {"GRU": GRU_DEFAULTS, "ConvLSTM2D": CONV_DEFAULTS}.get(layer.class_name, RNN_DEFAULTS)
+    return {**defaults, **{k: v for k, v in layer.config.items() if k in defaults or k in ("units", "filters",
+                                                                                          "kernel_size")}}
+
+
+def _make_conv_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> Cell:
+    from .conv import _tuple, convolve
+    if (options["data_format"] or "channels_last") != "channels_last":
+        raise unsupported_option(ctx, layer, "data_format", options["data_format"], "channels_last")
+    if options["padding"] not in ("valid", "same"):
+        raise unsupported_option(ctx, layer, "padding", options["padding"], "valid, same")
+    filters = int(options["filters"])
+    kernel_size = _tuple(options["kernel_size"], 2)
+    weights = take_weights(layer, ctx, [(*kernel_size, None, 4 * filters), (*kernel_size, filters, 4 * filters)]
+                           + ([(4 * filters,)] if options["use_bias"] else []))
+    at = where(ctx, layer)
+    return ConvLSTM2DCell(weights[0], weights[1], weights[2] if options["use_bias"] else None,
+                          get_activation(options["activation"], ctx.semantics, at),
+                          get_activation(options["recurrent_activation"], ctx.semantics, at), convolve,
+                          _tuple(options["strides"], 2), _tuple(options["dilation_rate"], 2), options["padding"])
 
 
 def _make_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> Cell:
+    if layer.class_name == "ConvLSTM2D":
+        return _make_conv_cell(layer, ctx, options)
     units = int(options["units"])
     n = GATES[layer.class_name]
     at = where(ctx, layer)
@@ -54,6 +75,8 @@ def _make_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> Cell:
 
 @register("LSTM", "SimpleRNN", options=RNN_OPTIONS, defaults=RNN_DEFAULTS)
 @register("GRU", options=RNN_OPTIONS + ("reset_after",), defaults=GRU_DEFAULTS)
+@register("ConvLSTM2D", options=RNN_OPTIONS[1:] + ("filters", "kernel_size", "strides", "padding", "dilation_rate",
+                                                 "data_format"), defaults=CONV_DEFAULTS)
 def build_recurrent(layer: LayerSpec, ctx: Context) -> LayerFn:
     """LSTM / GRU / SimpleRNN: inputs are x then any initial states (functional initial_state)."""
     options = _options(layer)
@@ -64,10 +87,11 @@ def build_recurrent(layer: LayerSpec, ctx: Context) -> LayerFn:
     stateful = bool(options["stateful"])
 
     def run(inputs: list[np.ndarray], masks: list) -> LayerResult:
-        x = inputs[0]  # (batch, time, features)
-        if x.ndim != 3:
-            raise BadInputError(f"{where(ctx, layer)}: expects a 3-D input (batch, time, features), got {x.shape}")
-        check_width(layer, ctx, x, cell.kernel.shape[0])
+        x = inputs[0]  # (batch, time, features), or (batch, time, rows, cols, channels) for ConvLSTM2D
+        rank = 5 if layer.class_name == "ConvLSTM2D" else 3
+        if x.ndim != rank:
+            raise BadInputError(f"{where(ctx, layer)}: expects a {rank}-D input (batch, time, ...), got {x.shape}")
+        check_width(layer, ctx, x, cell.kernel.shape[-2])
         initial = _initial_states(layer, ctx, inputs[1:], x.shape[0], cell.units, state_count)
         if initial is None and stateful and ctx.states is not None and layer.name in ctx.states:
             initial = ctx.states[layer.name]
@@ -94,7 +118,7 @@ def _initial_states(layer: LayerSpec, ctx: Context, given: list[np.ndarray], bat
     if len(given) != count:
         raise BadInputError(f"{where(ctx, layer)}: called with {len(given)} initial states, expected {count}")
     for state in given:
-        if state.shape != (batch, units):
+        if state.shape[:1] != (batch,) or state.shape[-1] != units:
             raise BadInputError(f"{where(ctx, layer)}: initial state has shape {state.shape}, "
                                 f"expected {(batch, units)}")
     return tuple(np.asarray(s, dtype=ctx.dtype) for s in given)
