@@ -122,10 +122,7 @@ def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[
     weights = {}
     for layer_name, path in container_paths(parsed).items():
         path = path.replace("/", "\\") if windows else path
-        if path not in root:
-            weights[layer_name] = ([], [])
-            continue
-        group = resolve(root, path, source)
+        group = resolve(root, path, source) if path in root else None
         vars_group = group.get("vars") if isinstance(group, h5py.Group) else None
         stored_name = vars_group.attrs.get("name") if vars_group is not None else None
         if isinstance(stored_name, bytes):
@@ -142,9 +139,9 @@ def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[
 
 def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarray], source: str, depth: int,
                   root: Any = None) -> None:
-    if depth > 8 or not isinstance(group, h5py.Group):
+    if depth > 8:
         return
-    if "vars" in group:
+    if isinstance(group, h5py.Group) and "vars" in group:
         vars_group = resolve(group, "vars", source)
         keys = [k for k in vars_group.keys()]
         if not all(k.isdigit() for k in keys):
@@ -154,7 +151,7 @@ def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarr
             names.append(where)
             arrays.append(read_dataset(resolve(vars_group, key, source), where, source))
     for child in CHILD_ORDER:
-        if child in group:
+        if isinstance(group, h5py.Group) and child in group:
             _collect_vars(resolve(group, child, source), f"{path}/{child}", names, arrays, source, depth + 1, root)
         elif root is not None and f"{path}\\{child}" in root:  # Windows-joined path (see above)
             _collect_vars(resolve(root, f"{path}\\{child}", source), f"{path}\\{child}", names, arrays, source,
