@@ -58,8 +58,8 @@ def _edit_config(path, old: str, new: str) -> None:
     ('"dtype": "float32", "filters"', '"dtype": "mixed_float16", "filters"', "option dtype='mixed_float16'"),
 ])
 def test_unsupported_options_are_named(old, new, fragment, tmp_path, run_cli):
-    model = build_with("k2-h5", lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.Conv1D(2, 2),
-                                                        k.layers.LSTM(2)]))
+    model = build_with("k2-h5", lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.Conv1D(2, 2, name="conv"),
+                                                        k.layers.LSTM(2, name="lstm")]))
     path = save_model(model, "k2-h5", tmp_path)
     _edit_config(path, old, new)
     result = run_cli("predict", path, "-o", tmp_path / "y.npy")
