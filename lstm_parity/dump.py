@@ -17,6 +17,7 @@ from .spec import LayerSpec, ModelSpec
 
 DUMP_SCHEMA_VERSION = 1
 LSTM_GATES = ("i", "f", "c", "o")
+GATES = {"LSTM": LSTM_GATES, "GRU": ("z", "r", "h")}
 
 
 def encode_array(array: np.ndarray) -> list | float | int | str:
@@ -32,14 +33,15 @@ def encode_array(array: np.ndarray) -> list | float | int | str:
 
 
 def _gate_views(layer: LayerSpec) -> dict[str, Any]:
-    """The i, f, c, o column blocks of an LSTM's kernel, recurrent_kernel and bias."""
+    """The gate column blocks (LSTM i, f, c, o; GRU z, r, h) of kernel, recurrent_kernel and bias."""
+    gates = GATES[layer.class_name]
     units = int(layer.config["units"])
     views: dict[str, Any] = {
-        "order": list(LSTM_GATES),
-        "columns": {g: [k * units, (k + 1) * units] for k, g in enumerate(LSTM_GATES)},
+        "order": list(gates),
+        "columns": {g: [k * units, (k + 1) * units] for k, g in enumerate(gates)},
     }
     for name, array in zip(layer.weight_names, layer.weights):
-        views[name] = {g: array[..., k * units:(k + 1) * units] for k, g in enumerate(LSTM_GATES)}
+        views[name] = {g: array[..., k * units:(k + 1) * units] for k, g in enumerate(gates)}
     return views
 
 
@@ -88,7 +90,7 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
                                                        layer.stored_names or [""] * len(layer.weights),
                                                        layer.weights)],
         }
-        if layer.class_name == "LSTM" and layer.weights:
+        if layer.class_name in GATES and layer.weights:
             entry["gates"] = _gate_views(layer)
         layers.append(entry)
     dump: dict[str, Any] = {

@@ -120,7 +120,7 @@ def test_exit_2_click_usage(run_cli):
 
 
 def test_exit_3_unsupported_layer(run_cli, tmp_path):
-    model = build_model("k3-keras", 5, 2, [("Conv1DTranspose", dict(filters=3, kernel_size=2)),
+    model = build_model("k3-keras", 5, 2, [("Conv1DTranspose", dict(filters=3, kernel_size=2, name="conv1d_transpose")),
                                            ("LSTM", dict(units=2)), ("Dense", dict(units=1))])
     path = save_model(model, "k3-keras", tmp_path)
     x_path = write_npy(tmp_path, "x.npy", np.zeros((1, 5, 2), np.float32))
@@ -133,7 +133,7 @@ def test_exit_3_unsupported_layer(run_cli, tmp_path):
 
 def test_exit_3_unsupported_option(run_cli, tmp_path):
     model = build_model("k2-h5", 5, 2, [("LSTM", dict(units=3, recurrent_activation="hard_sigmoid")),
-                                        ("Dense", dict(units=1, activation="selu"))])
+                                        ("Dense", dict(units=1, activation="selu", name="dense"))])
     path = save_model(model, "k2-h5", tmp_path)
     import h5py
     with h5py.File(path, "r+") as f:  # an activation no Keras generation ships
