@@ -16,9 +16,43 @@ from .errors import BadInputError
 from .spec import ModelSpec
 
 
+MAX_RATIO = 1000  # an .npz member expanding more than this (and past 64 MiB) is refused as a zip bomb
+
+
+def _check_npy_header(stream, available: int, where: str) -> None:
+    """Refuse a .npy whose header declares more data than the bytes that follow it (or a pickle)."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(stream)
+    except Exception as exc:
+        raise BadInputError(f"{where}: not a readable .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise BadInputError(f"{where}: holds Python objects (pickled data); refusing to load it")
+    declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if declared > available - stream.tell():
+        raise BadInputError(f"{where}: declares shape {shape} ({declared} bytes) but holds only "
+                            f"{available - stream.tell()} bytes of data (truncated or forged)")
+
+
+def _guard(path: str) -> None:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.file_size > 64 * 1024 ** 2 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                    raise BadInputError(f"{path}: member {info.filename!r} expands {info.file_size} bytes from "
+                                        f"{info.compress_size}; refusing a likely zip bomb")
+                with archive.open(info) as stream:
+                    _check_npy_header(stream, info.file_size, f"{path}: member {info.filename!r}")
+    else:
+        with open(path, "rb") as stream:
+            _check_npy_header(stream, os.fstat(stream.fileno()).st_size, path)
+
+
 def load_arrays(path: str) -> dict[str, np.ndarray] | np.ndarray:
     """Load `.npy` (one array) or `.npz` (dict of arrays) without unpickling; raises BadInputError."""
     try:
+        _guard(path)
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such file") from None
@@ -30,6 +64,10 @@ def load_arrays(path: str) -> dict[str, np.ndarray] | np.ndarray:
         raise BadInputError(f"{path}: not a readable .npy/.npz array file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise BadInputError(f"{path}: not a readable .npy/.npz array file ({exc})") from None
+    except BadInputError:
+        raise
+    except Exception as exc:  # numpy/zipfile raise many types on corrupt files
+        raise BadInputError(f"{path}: not a readable .npy/.npz array file ({type(exc).__name__}: {exc})") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         try:
             with loaded:
@@ -68,8 +106,8 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
                                 f"keyed by those names or x0..x{len(names) - 1}")
         arrays = [loaded]
     prepared = []
-    for name, array, shape in zip(names, arrays, spec.input_shapes):
-        prepared.append(_check_input(np.asarray(array), shape, f"{source}: input {name!r}"))
+    for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs()):
+        prepared.append(_check_input(np.asarray(array), shape, f"{source}: input {name!r}", tokens))
     batches = {a.shape[0] for a in prepared}
     if len(batches) > 1:
         raise BadInputError(f"{source}: inputs have different batch sizes {sorted(batches)}")
@@ -80,11 +118,13 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
     return prepared
 
 
-def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str) -> np.ndarray:
+def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str, tokens: bool) -> np.ndarray:
     expected = _describe(shape)
-    if array.dtype.kind not in "fiub":
-        raise BadInputError(f"{where}: dtype {array.dtype} is not a real number type; expected float32 "
-                            f"values of shape {expected}")
+    if tokens and array.dtype.kind not in "iu":
+        raise BadInputError(f"{where}: dtype {array.dtype}, but this input feeds an Embedding; expected integer "
+                            f"token ids of shape {expected}")
+    if not tokens and array.dtype.kind != "f":
+        raise BadInputError(f"{where}: dtype {array.dtype}; expected float32 values of shape {expected}")
     if array.ndim == len(shape) - 1:
         array = array[None]  # one sample without its batch axis
     if array.ndim != len(shape):

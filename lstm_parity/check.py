@@ -75,7 +75,7 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
 
 def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
               dtype: str = "float64", atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-              batch_size: int = 32, keras: bool = True) -> CheckReport:
+              batch_size: int = 32, keras: bool = True, trust_model_code: bool = False) -> CheckReport:
     """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare.
 
     Float inputs are rounded to float32 first so both sides see the same numbers. The Keras side is
@@ -104,7 +104,9 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
                             f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
     from .keras_runner import run_keras  # the only TensorFlow import, done late
 
-    run = run_keras(spec.source, spec.file_format, spec.semantics, inputs, batch_size=batch_size)
+    run = run_keras(spec.source, spec.file_format, spec.semantics, inputs, batch_size=batch_size,
+                    layers=[(layer.class_name, layer.config) for layer in spec.layers],
+                    trust_model_code=trust_model_code)
     if len(run.outputs) != len(reference):
         raise KerasSideError(f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config "
                              f"declares {len(reference)}")

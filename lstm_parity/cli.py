@@ -122,10 +122,13 @@ Examples:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write the report as JSON to this file ('-' for stdout instead of the text report).")
 @click.option("--no-keras", is_flag=True, help="Run only the reference (no TensorFlow); nothing is compared.")
+@click.option("--trust-model-code", is_flag=True,
+              help="DANGEROUS: let Keras load Lambda layers, which runs Python code stored in the model file, "
+                   "and load Keras 3 files outside safe_mode. Only for files you made or fully trust.")
 @input_options
 def check(model: str, input_file: str | None, atol: float, rtol: float, dtype: str, semantics: str | None,
-          batch_size: int, json_path: str | None, no_keras: bool, samples: int, seed: int, timesteps: int,
-          value_range: str, save_inputs: str | None) -> None:
+          batch_size: int, json_path: str | None, no_keras: bool, trust_model_code: bool, samples: int, seed: int,
+          timesteps: int, value_range: str, save_inputs: str | None) -> None:
     """Compare the NumPy reference with Keras model.predict on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
@@ -144,7 +147,7 @@ def check(model: str, input_file: str | None, atol: float, rtol: float, dtype: s
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs,
                      [model] + ([input_file] if input_file else []))
     report = run_check(spec, inputs, semantics=semantics, dtype=dtype, atol=atol, rtol=rtol,
-                       batch_size=batch_size, keras=not no_keras)
+                       batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code)
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
     if json_path == "-":
         click.echo(render_check_json(report, code), nl=False)

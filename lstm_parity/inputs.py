@@ -20,10 +20,6 @@ class InputPlan:
     high: float = 1.0
 
 
-def _consumers(spec: ModelSpec, name: str) -> list:
-    return [layer for layer in spec.layers for node in layer.inbound for ref in node if ref[0] == name]
-
-
 def _masking(spec: ModelSpec) -> tuple[str, float] | None:
     """("mask_zero", 0) or ("Masking", mask_value) when the model builds a mask, else None."""
     for layer in spec.layers:
@@ -52,7 +48,7 @@ def generate_inputs(spec: ModelSpec, plan: InputPlan) -> list[np.ndarray]:
             dims[0] = plan.timesteps
         if any(d is None for d in dims):
             raise BadInputError(f"{spec.source}: input {name!r} has unknown dimensions {shape}; pass an INPUT file")
-        embedding = next((l for l in _consumers(spec, name) if l.class_name == "Embedding"), None)
+        embedding = next((l for l in spec.consumers(name) if l.class_name == "Embedding"), None)
         if embedding is not None:
             x = rng.integers(1, int(embedding.config["input_dim"]), size=(batch, *dims)).astype(np.int32)
         else:

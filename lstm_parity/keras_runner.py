@@ -90,19 +90,45 @@ def _with_extension(path: str, file_format: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def code_carrying_layers(layers: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Names of Lambda layers (at any wrapper depth): loading them makes Keras run their bytecode."""
+    found = []
+    stack = list(layers)
+    while stack:
+        class_name, config = stack.pop()
+        if class_name == "Lambda":
+            found.append(str(config.get("name", "?")))
+        for key in ("layer", "backward_layer"):
+            inner = config.get(key)
+            if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+                stack.append((str(inner.get("class_name")), inner["config"]))
+    return found
+
+
 def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarray],
-              batch_size: int = 32) -> KerasRun:
+              batch_size: int = 32, layers: list[tuple[str, dict[str, Any]]] | None = None,
+              trust_model_code: bool = False) -> KerasRun:
     """Load `path` with the Keras of `semantics` and run `model.predict` on float32 `inputs`.
 
+    `layers` ((class name, config) pairs from our reader) lets the runner refuse, before Keras
+    sees the file, models whose Lambda layers carry Python bytecode, unless trust_model_code.
+    Keras 3 always loads in safe_mode unless trust_model_code.
     Raises KerasSideError (exit 4) when Keras is missing, cannot load the file, or fails to predict.
     """
+    lambdas = code_carrying_layers(layers or [])
+    if lambdas and not trust_model_code:
+        raise KerasSideError(f"{path}: refusing to let Keras load Lambda layer(s) {lambdas}: loading runs the "
+                             f"Python code stored in the file; pass --trust-model-code only if you trust it")
     package = PACKAGE_FOR_SEMANTICS[semantics]
     module = import_keras(package)
     where = f"{path}: {package} {module.__version__}"
     with _with_extension(path, file_format) as loadable:
         try:
             with _quiet_stderr():
-                model = module.models.load_model(loadable, compile=False)
+                if package == "keras":
+                    model = module.models.load_model(loadable, compile=False, safe_mode=not trust_model_code)
+                else:
+                    model = module.models.load_model(loadable, compile=False)
         except Exception as exc:
             raise KerasSideError(f"{where} cannot load the file: {_first_line(exc)}") from None
     try:

@@ -63,6 +63,14 @@ class ModelSpec:
                 return layer
         raise KeyError(name)
 
+    def consumers(self, name: str) -> list[LayerSpec]:
+        """The layers that take an output of layer `name` as input."""
+        return [layer for layer in self.layers if any(ref[0] == name for node in layer.inbound for ref in node)]
+
+    def token_inputs(self) -> list[bool]:
+        """Per model input: does it feed an Embedding (so it holds integer token ids)?"""
+        return [any(c.class_name == "Embedding" for c in self.consumers(name)) for name in self.input_names]
+
     @property
     def input_names(self) -> list[str]:
         return [ref[0] for ref in self.inputs]

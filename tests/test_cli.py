@@ -87,7 +87,7 @@ def test_exit_2_missing_files(run_cli, tmp_path):
     (np.zeros((0, 4, 3), np.float32), "zero samples"),
     (np.zeros((2, 2, 4, 3), np.float32), "expected (batch, 4, 3)"),
     (np.full((2, 4, 3), np.nan, np.float32), "NaN/Inf"),
-    (np.zeros((2, 4, 3), np.complex64), "not a real number type"),
+    (np.zeros((2, 4, 3), np.complex64), "dtype complex64; expected float32 values of shape (batch, 4, 3)"),
 ])
 def test_exit_2_bad_input_arrays(run_cli, tmp_path, array, fragment):
     x_path = write_npy(tmp_path, "x.npy", array)

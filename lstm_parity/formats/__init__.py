@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import zipfile
+import zlib
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..errors import BadInputError, LstmParityError
 from ..spec import LayerSpec, ModelSpec, semantics_for_version
 from .config import ParsedModel, parse_model_config
 from .generations import modernize_config, modernize_weights
@@ -65,6 +68,18 @@ def open_model(path: str | os.PathLike) -> ModelSpec:
     for model structures the reader does not handle.
     """
     path = os.fspath(path)
+    try:
+        return _open(path)
+    except LstmParityError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError, EOFError,
+            zipfile.BadZipFile, zlib.error, struct.error, RecursionError, OverflowError, MemoryError) as exc:
+        # h5py, zipfile and json raise all of these on corrupt files; a reader's own checks raise ours.
+        raise BadInputError(f"{path}: unreadable or corrupt model file ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def _open(path: str) -> ModelSpec:
     source = path
     kind = sniff_format(path)
     if kind == "dump-json":

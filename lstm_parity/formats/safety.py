@@ -58,8 +58,7 @@ def read_text_attr(obj: h5py.HLObject, name: str, source: str) -> str | None:
     if name not in obj.attrs:
         return None
     try:
-        attr_id = h5py.h5a.open(obj.id, name.encode())
-        size = attr_id.get_storage_size()
+        size = _attr_storage(obj, name)
     except Exception as exc:  # h5py raises many types on corrupt files
         raise BadInputError(f"{source}: attribute {name!r} is unreadable ({exc})") from None
     if size > MAX_CONFIG_BYTES:
@@ -69,6 +68,15 @@ def read_text_attr(obj: h5py.HLObject, name: str, source: str) -> str | None:
     except Exception as exc:
         raise BadInputError(f"{source}: attribute {name!r} is unreadable ({exc})") from None
     return _as_text(value, name, source)
+
+
+def _attr_storage(obj: h5py.HLObject, name: str) -> int:
+    """Bytes an attribute occupies in the file (HDF5 reports an error, not 0, for empty ones)."""
+    attr_id = h5py.h5a.open(obj.id, name.encode())
+    try:
+        return attr_id.get_storage_size()
+    except RuntimeError:
+        return 0
 
 
 def _as_text(value: Any, name: str, source: str) -> str:
@@ -104,7 +112,11 @@ def read_name_list_attr(obj: h5py.HLObject, name: str, source: str) -> list[str]
 
 def _attr_array(obj: h5py.HLObject, name: str, source: str) -> np.ndarray:
     try:
+        if _attr_storage(obj, name) > MAX_CONFIG_BYTES:
+            raise BadInputError(f"{source}: attribute {name!r} is over {MAX_CONFIG_BYTES} bytes; refusing")
         value = obj.attrs[name]
+    except BadInputError:
+        raise
     except Exception as exc:
         raise BadInputError(f"{source}: attribute {name!r} is unreadable ({exc})") from None
     value = np.asarray(value)

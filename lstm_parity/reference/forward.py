@@ -60,7 +60,13 @@ def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None 
             raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
         for item in ready:
             layer, node_index, refs = item
-            layer_result = fns[layer.name]([values[r][0] for r in refs], [values[r][1] for r in refs])
+            args = [values[r][0] for r in refs]
+            try:
+                layer_result = fns[layer.name](args, [values[r][1] for r in refs])
+            except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
+                shapes = ", ".join(str(a.shape) for a in args)
+                raise BadInputError(f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
+                                    f"on input shape(s) {shapes}: {exc}") from None
             for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks)):
                 values[(layer.name, node_index, index)] = (out, mask)
             if record and node_index == 0:
