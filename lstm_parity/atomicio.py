@@ -19,6 +19,8 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
     Raises BadInputError when the folder does not exist or is not writable.
     """
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise BadInputError(f"{path}: is a directory; give a file name to write")
     if not os.path.isdir(folder):
         raise BadInputError(f"{path}: the folder {folder} does not exist")
     try:

@@ -80,7 +80,7 @@ def input_options(command: Any) -> Any:
         click.option("--range", "value_range", default="-1,1", show_default=True, metavar="LO,HI",
                      help="Without INPUT: generated float values are uniform in [LO, HI). Inputs feeding an "
                           "Embedding get token ids in [1, input_dim); masked models get padded sequences."),
-        click.option("--save-inputs", type=click.Path(dir_okay=False),
+        click.option("--save-inputs", type=click.Path(),
                      help="Write the inputs used (.npy, or .npz keyed x0, x1, ... for several inputs)."),
     ]
     for option in reversed(options):
@@ -111,15 +111,15 @@ Examples:
   lstm-parity check model.keras x.npy --atol 1e-6 --json report.json
   lstm-parity check old_keras2.h5 x.npy --semantics keras3   # shows the hard_sigmoid change
   lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config""" + "\n\n" + EXIT_CODES_HELP)
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
+@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Absolute tolerance.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Relative tolerance.")
 @dtype_option
 @semantics_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch size for Keras model.predict (changes rounding at the last-bit level only).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--json", "json_path", type=click.Path(allow_dash=True),
               help="Also write the report as JSON to this file ('-' for stdout instead of the text report).")
 @click.option("--no-keras", is_flag=True, help="Run only the reference (no TensorFlow); nothing is compared.")
 @click.option("--trust-model-code", is_flag=True,
@@ -170,8 +170,8 @@ def _write_text(path: str, text: str, inputs: list[str]) -> None:
 Examples:
   lstm-parity dump model.h5                 # JSON on stdout
   lstm-parity dump model.keras -o model.json""")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", type=click.Path(allow_dash=True), default="-",
               show_default=True, help="Where to write the JSON ('-' for stdout).")
 def dump(model: str, output: str) -> None:
     """Write MODEL's layers, math-changing options and weights as JSON (no TensorFlow needed).
@@ -195,9 +195,9 @@ def dump(model: str, output: str) -> None:
 Examples:
   lstm-parity predict model.h5 x.npy -o y.npy
   lstm-parity predict dump.json x.npy -o y.npy --dtype float32""")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.argument("model", type=click.Path())
+@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
               help="Output file: .npy for one output, .npz (keys y0, y1, ... and output names) for several.")
 @dtype_option
 @semantics_option

@@ -67,7 +67,11 @@ def open_model(path: str | os.PathLike) -> ModelSpec:
     Raises BadInputError (exit 2) for unreadable/invalid files and UnsupportedError (exit 3)
     for model structures the reader does not handle.
     """
-    path = os.fspath(path)
+    from .sandbox import run_isolated
+    return run_isolated(_open_guarded, os.fspath(path))
+
+
+def _open_guarded(path: str) -> ModelSpec:
     try:
         return _open(path)
     except LstmParityError:

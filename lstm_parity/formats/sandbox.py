@@ -1,0 +1,77 @@
+"""Parse untrusted files in a child process, so a file that makes the HDF5 C library loop forever
+or crash cannot hang or kill us: the parent waits a bounded time and turns either into one of
+our errors. (Fuzzing found both kinds of HDF5 file.) The child sends back our own ModelSpec,
+pickled over a private pipe; nothing from the file is ever unpickled.
+
+LSTM_PARITY_READ_TIMEOUT (seconds, default 60) bounds the wait; LSTM_PARITY_NO_SANDBOX=1 reads
+in-process (for debugging). Where os.fork does not exist the read is in-process.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import time
+from typing import Any, Callable
+
+from .. import errors
+from ..errors import BadInputError, LstmParityError
+
+
+def read_timeout() -> float:
+    try:
+        return float(os.environ.get("LSTM_PARITY_READ_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
+
+
+def run_isolated(fn: Callable[[str], Any], path: str) -> Any:
+    """`fn(path)` in a forked child; its result, or its LstmParityError re-raised here.
+
+    Raises BadInputError when the child overruns the timeout or dies without answering.
+    """
+    if not hasattr(os, "fork") or os.environ.get("LSTM_PARITY_NO_SANDBOX") == "1":
+        return fn(path)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into the caller's code
+        os.close(read_end)
+        try:
+            try:
+                payload = ("ok", fn(path))
+            except LstmParityError as exc:
+                payload = ("error", type(exc).__name__, exc.message)
+            except BaseException as exc:  # noqa: BLE001 - the parent decides what it means
+                payload = ("crash", f"{type(exc).__name__}: {exc}")
+            data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(data)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    deadline = time.monotonic() + read_timeout()
+    with os.fdopen(read_end, "rb") as pipe:
+        while True:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([pipe], [], [], max(remaining, 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise BadInputError(f"{path}: reading did not finish within {read_timeout():g} s; the file is "
+                                    f"probably corrupt (set LSTM_PARITY_READ_TIMEOUT to wait longer)")
+            chunk = os.read(pipe.fileno(), 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
+        raise BadInputError(f"{path}: the HDF5/zip library crashed reading the file ({how}); it is corrupt")
+    payload = pickle.loads(b"".join(chunks))  # our own child's answer, not file content
+    if payload[0] == "ok":
+        return payload[1]
+    if payload[0] == "error":
+        raise getattr(errors, payload[1], BadInputError)(payload[2])
+    raise BadInputError(f"{path}: unreadable or corrupt model file ({payload[1][:200]})")

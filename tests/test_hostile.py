@@ -1,0 +1,118 @@
+"""Hostile and broken input: every crafted case gets its documented exit code and a one-line message
+naming the problem; nothing crashes, nothing from a file runs, no user file is lost."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import hostile
+from conftest import build_with, save_model
+
+
+@pytest.mark.parametrize("make", hostile.CASES, ids=[c.__name__ for c in hostile.CASES])
+def test_crafted_case(make, tmp_path, run_cli):
+    args, code, fragment = make(tmp_path)
+    result = run_cli(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == code, result.output
+    assert len(lines) == 1 and lines[0].startswith("lstm-parity: error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.npy").exists()  # nothing half-written on failure
+
+
+def test_at_least_thirty_cases():
+    assert len(hostile.CASES) >= 30
+
+
+def _lambda_with_marker(marker):
+    code = f"lambda t: (__import__('pathlib').Path({str(marker)!r}).touch(), t)[1]"
+    return lambda k: k.Sequential([k.Input(shape=(4, 3)), k.layers.Lambda(eval(code), name="evil"),  # noqa: S307
+                                   k.layers.LSTM(2)])
+
+
+@pytest.mark.parametrize("writer", ["k3-keras", "k3-h5", "k2-h5"])
+def test_lambda_payload_never_runs(writer, tmp_path, run_cli):
+    marker = tmp_path / "MARKER"
+    model = build_with(writer, _lambda_with_marker(marker))
+    path = save_model(model, writer, tmp_path)
+    marker.unlink()  # building the model ran it once, in this test, on purpose
+    for args in (("predict", path, "-o", tmp_path / "y.npy"), ("check", path), ("dump", path, "-o", tmp_path / "d.json"),
+                 ("check", path, "--no-keras")):
+        result = run_cli(*args)
+        if args[0] == "dump":
+            assert result.exit_code == 0  # dumping reads the config as data; the bytecode stays a string
+        else:
+            assert result.exit_code == 3 and "layer 'evil' (Lambda)" in result.stderr
+        assert not marker.exists()
+
+
+def test_keras_side_refuses_lambda_bytecode_without_trust(tmp_path):
+    from lstm_parity.errors import KerasSideError
+    from lstm_parity.formats import open_model
+    from lstm_parity.keras_runner import run_keras
+
+    marker = tmp_path / "MARKER"
+    model = build_with("k2-h5", _lambda_with_marker(marker))
+    path = save_model(model, "k2-h5", tmp_path)
+    marker.unlink()
+    spec = open_model(path)
+    layers = [(layer.class_name, layer.config) for layer in spec.layers]
+    x = [np.zeros((1, 4, 3), np.float32)]
+    with pytest.raises(KerasSideError, match="--trust-model-code"):
+        run_keras(str(path), spec.file_format, spec.semantics, x, layers=layers)
+    assert not marker.exists()
+    run_keras(str(path), spec.file_format, spec.semantics, x, layers=layers, trust_model_code=True)
+    assert marker.exists()  # what the flag is documented to allow, and why it is dangerous
+
+
+def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
+    from lstm_parity.atomicio import atomic_write
+
+    target = tmp_path / "y.npy"
+    target.write_bytes(b"precious")
+    with pytest.raises(RuntimeError):
+        with atomic_write(str(target)) as handle:
+            handle.write(b"half")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"precious" and os.listdir(tmp_path) == ["y.npy"]
+
+
+def test_existing_output_survives_a_failing_command(tmp_path, run_cli):
+    out = tmp_path / "y.npy"
+    out.write_bytes(b"previous result")
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 9, 9), np.float32))
+    result = run_cli("predict", hostile.KERAS, bad, "-o", out)
+    assert result.exit_code == 2 and out.read_bytes() == b"previous result"
+
+
+def _spin(path):
+    while True:
+        pass
+
+
+def _segfault(path):
+    import signal
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _fail(path):
+    from lstm_parity.errors import UnsupportedError
+    raise UnsupportedError(f"{path}: nope")
+
+
+def test_sandbox_bounds_hangs_and_survives_crashes(monkeypatch):
+    from lstm_parity.errors import BadInputError, UnsupportedError
+    from lstm_parity.formats.sandbox import run_isolated
+
+    monkeypatch.setenv("LSTM_PARITY_READ_TIMEOUT", "1")
+    with pytest.raises(BadInputError, match="did not finish within 1 s"):
+        run_isolated(_spin, "spin.h5")
+    with pytest.raises(BadInputError, match="crashed reading the file"):
+        run_isolated(_segfault, "crash.h5")
+    with pytest.raises(UnsupportedError, match="spin.h5: nope"):
+        run_isolated(_fail, "spin.h5")
+    assert run_isolated(len, "abc") == 3
