@@ -39,8 +39,8 @@ def predict(spec: "ModelSpec", inputs: list[np.ndarray], *, dtype: Any = np.floa
 def compare(names: list[str], reference: list[np.ndarray], other: list[np.ndarray],
             atol: float = 1e-5, rtol: float = 1e-5) -> "ComparisonResult":
     """Compare outputs elementwise under |other - reference| <= atol + rtol*|reference|."""
-    from .compare import compare_outputs
-    return compare_outputs(names, reference, other, atol=atol, rtol=rtol)
+    from .compare import Tolerance, compare_outputs
+    return compare_outputs(names, reference, other, Tolerance(atol, rtol))
 
 
 def check(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> "CheckReport":

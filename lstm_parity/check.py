@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import DEFAULT_ATOL, DEFAULT_RTOL, ComparisonResult, compare_outputs
+from .compare import ComparisonResult, Tolerance, compare_outputs
 from .errors import BadInputError, KerasSideError
 from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
 from .spec import ModelSpec
@@ -37,15 +37,21 @@ class CheckReport:
     reference_dtype: str
     input_shapes: tuple[tuple[int, ...], ...]
     weights: WeightCheck | None
-    comparison: ComparisonResult | None
+    comparison: ComparisonResult | None  # reference vs Keras
     reference_outputs: tuple[np.ndarray, ...] = ()
     notes: tuple[str, ...] = ()
+    expected: ComparisonResult | None = None  # reference vs outputs produced elsewhere (--expected)
+    keras_outputs: tuple[np.ndarray, ...] = ()
+
+    @property
+    def comparisons(self) -> list[ComparisonResult]:
+        return [c for c in (self.comparison, self.expected) if c is not None]
 
     @property
     def passed(self) -> bool:
-        if self.comparison is None:
-            return True
-        return bool(self.weights and self.weights.identical) and self.comparison.passed
+        if self.comparison is not None and not (self.weights and self.weights.identical):
+            return False
+        return all(c.passed for c in self.comparisons)
 
 
 def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -> WeightCheck:
@@ -74,9 +80,11 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
 
 
 def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-              dtype: str = "float64", atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-              batch_size: int = 32, keras: bool = True, trust_model_code: bool = False) -> CheckReport:
-    """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare.
+              dtype: str = "float64", tolerance: Tolerance | None = None, batch_size: int = 32,
+              keras: bool = True, trust_model_code: bool = False,
+              expected: list[np.ndarray] | None = None) -> CheckReport:
+    """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare;
+    with `expected` (outputs produced elsewhere, e.g. by a port) also compare the reference with those.
 
     Float inputs are rounded to float32 first so both sides see the same numbers. The Keras side is
     the generation that saved the file (tf_keras for Keras 1/2, Keras 3 otherwise) whatever
@@ -93,12 +101,21 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
                      f"{batch_size}, starting from zeros, as Keras does")
     if any(layer.converted for layer in spec.layers):
         notes += [f"{layer.name}: {layer.converted}" for layer in spec.layers if layer.converted]
+    tolerance = tolerance or Tolerance()
+    against_expected = None
+    if expected is not None:
+        if len(expected) != len(reference):
+            raise BadInputError(f"{spec.source}: the expected outputs are {len(expected)} arrays, the model has "
+                                f"{len(reference)} outputs {spec.output_names}")
+        against_expected = compare_outputs(spec.output_names, reference, expected, tolerance, against="expected")
     common = dict(spec=spec, semantics=chosen, semantics_forced=semantics is not None,
                   reference_dtype=str(np.dtype(dtype)), input_shapes=tuple(x.shape for x in inputs),
-                  reference_outputs=tuple(reference))
+                  reference_outputs=tuple(reference), expected=against_expected)
     if not keras:
+        if against_expected is None:
+            notes.append("Keras not run (--no-keras): nothing compared")
         return CheckReport(keras_package="", keras_version="", weights=None, comparison=None,
-                           notes=tuple(notes + ["Keras not run (--no-keras): nothing compared"]), **common)
+                           notes=tuple(notes), **common)
     if spec.file_format == "dump-json":
         raise BadInputError(f"{spec.source}: a JSON dump has no Keras model to check against; "
                             f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
@@ -110,7 +127,7 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
     if len(run.outputs) != len(reference):
         raise KerasSideError(f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config "
                              f"declares {len(reference)}")
-    comparison = compare_outputs(spec.output_names, reference, run.outputs, atol=atol, rtol=rtol)
+    comparison = compare_outputs(spec.output_names, reference, run.outputs, tolerance)
     return CheckReport(keras_package=run.package, keras_version=run.version,
                        weights=check_weights(spec, run.layer_weights), comparison=comparison,
-                       notes=tuple(notes), **common)
+                       notes=tuple(notes), keras_outputs=tuple(run.outputs), **common)

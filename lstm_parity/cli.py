@@ -1,6 +1,7 @@
 """The `lstm-parity` command: thin click commands that wire the library and map errors to exit codes."""
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Any
@@ -90,19 +91,28 @@ def input_options(command: Any) -> Any:
 
 def _inputs(spec: Any, input_path: str | None, samples: int, seed: int, timesteps: int, value_range: str,
             save_inputs: str | None, protected: list[str]) -> list:
-    from .arrays import load_arrays, prepare_inputs, save_inputs as write_inputs
-    from .inputs import InputPlan, generate_inputs, parse_range
+    from .arrays import save_inputs as write_inputs
+    from .cli_support import make_inputs
 
-    if input_path is not None:
-        inputs = prepare_inputs(spec, load_arrays(input_path), input_path)
-    else:
-        low, high = parse_range(value_range)
-        inputs = generate_inputs(spec, InputPlan(samples, seed, timesteps, low, high))
+    inputs = make_inputs(spec, input_path, samples, seed, timesteps, value_range)
     if save_inputs:
         from .atomicio import refuse_overwriting_inputs
         refuse_overwriting_inputs(save_inputs, protected)
         write_inputs(save_inputs, inputs, spec.input_names)
     return inputs
+
+
+def _nothing() -> Any:
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def _console() -> Any:
+    """A rich console when stdout is a terminal and NO_COLOR is unset, else None (plain text)."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return None
+    from rich.console import Console
+    return Console()
 
 
 @cli.command(epilog="""\b
@@ -113,50 +123,96 @@ Examples:
   lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config""" + "\n\n" + EXIT_CODES_HELP)
 @click.argument("model", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Absolute tolerance.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Relative tolerance.")
+@click.option("--atol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]ATOL",
+              help="Absolute tolerance; repeat as OUTPUT:ATOL to override it for one output (--atol dense_1:1e-4).")
+@click.option("--rtol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]RTOL",
+              help="Relative tolerance; OUTPUT:RTOL overrides it for one output.")
 @dtype_option
 @semantics_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch size for Keras model.predict (changes rounding at the last-bit level only).")
+@click.option("--expected", type=click.Path(),
+              help="Outputs produced elsewhere (your port, another runtime): .npy for one output, .npz keyed by "
+                   "output name or y0, y1, ...; compared with the reference. Needs no TensorFlow with --no-keras.")
+@click.option("--no-keras", is_flag=True, help="Do not run Keras (no TensorFlow): only the reference, and --expected.")
+@click.option("--save-outputs", type=click.Path(file_okay=False),
+              help="Write reference.npy/.npz (and keras.npy/.npz) into this folder, e.g. as a port's test data.")
 @click.option("--json", "json_path", type=click.Path(allow_dash=True),
               help="Also write the report as JSON to this file ('-' for stdout instead of the text report).")
-@click.option("--no-keras", is_flag=True, help="Run only the reference (no TensorFlow); nothing is compared.")
+@click.option("--junit", "junit_path", type=click.Path(),
+              help="Also write a JUnit XML file: one testcase per output and comparison.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 @click.option("--trust-model-code", is_flag=True,
               help="DANGEROUS: let Keras load Lambda layers, which runs Python code stored in the model file, "
                    "and load Keras 3 files outside safe_mode. Only for files you made or fully trust.")
 @input_options
-def check(model: str, input_file: str | None, atol: float, rtol: float, dtype: str, semantics: str | None,
-          batch_size: int, json_path: str | None, no_keras: bool, trust_model_code: bool, samples: int, seed: int,
-          timesteps: int, value_range: str, save_inputs: str | None) -> None:
-    """Compare the NumPy reference with Keras model.predict on INPUT.
+def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple[str, ...], dtype: str,
+          semantics: str | None, batch_size: int, expected: str | None, no_keras: bool, save_outputs: str | None,
+          json_path: str | None, junit_path: str | None, quiet: bool, trust_model_code: bool, samples: int,
+          seed: int, timesteps: int, value_range: str, save_inputs: str | None) -> None:
+    """Compare the NumPy reference with Keras model.predict (and/or with --expected outputs) on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
     (time, features) for one sample, or an .npz keyed by input name or x0, x1, ... for several
-    inputs. Without INPUT, inputs are generated from the model's config (see --samples). Keras 1/2 files are run by tf_keras, Keras 3 files by Keras 3; the reference uses the
+    inputs. Without INPUT, inputs are generated from the model's config (see --samples).
+    Keras 1/2 files are run by tf_keras, Keras 3 files by Keras 3; the reference uses the
     same generation's math unless --semantics says otherwise. Passes when every element satisfies
-    |keras - reference| <= atol + rtol * |reference| and the weights we read are bit-identical to
-    model.get_weights().
+    |other - reference| <= atol + rtol * |reference| and the weights we read are bit-identical to
+    model.get_weights(). NaN in the same place on both sides counts as equal; elsewhere it fails.
     """
     from .check import run_check
+    from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
-    from .report.json_report import render_check_json
-    from .report.text import render_check
 
+    protected = [model] + [p for p in (input_file, expected) if p]
+    tolerance = parse_tolerance(list(atol), list(rtol))
     spec = open_model(model)
-    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs,
-                     [model] + ([input_file] if input_file else []))
-    report = run_check(spec, inputs, semantics=semantics, dtype=dtype, atol=atol, rtol=rtol,
-                       batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code)
+    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+    expected_outputs = load_expected(spec, expected) if expected else None
+    console = None if quiet or json_path == "-" else _console()
+    with console.status("computing the reference and running Keras...") if console else _nothing():
+        report = run_check(spec, inputs, semantics=semantics, dtype=dtype, tolerance=tolerance,
+                           batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
+                           expected=expected_outputs)
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
-    if json_path == "-":
-        click.echo(render_check_json(report, code), nl=False)
-    else:
-        click.echo(render_check(report), nl=False)
-        if json_path:
-            _write_text(json_path, render_check_json(report, code), [model, input_file])
+    _emit_check(report, code, json_path, junit_path, quiet, protected)
+    if save_outputs:
+        _save_outputs(save_outputs, report, spec.output_names)
     if code:
         sys.exit(code)
+
+
+def _emit_check(report: Any, code: int, json_path: str | None, junit_path: str | None, quiet: bool,
+                protected: list[str]) -> None:
+    from .report.json_report import render_check_json
+    from .report.junit import render_junit
+    from .report.text import render_check, verdict
+
+    if json_path == "-":
+        click.echo(render_check_json(report, code), nl=False)
+    elif quiet:
+        click.echo(verdict(report))
+    else:
+        console = _console()
+        if console is None:
+            click.echo(render_check(report), nl=False)
+        else:
+            from .report.rich_report import render_check_rich
+            render_check_rich(report, console)
+    if json_path and json_path != "-":
+        _write_text(json_path, render_check_json(report, code), protected)
+    if junit_path:
+        _write_text(junit_path, render_junit([(report.spec.source, report, code, None)]), protected)
+
+
+def _save_outputs(folder: str, report: Any, names: list[str]) -> None:
+    from .arrays import save_outputs
+
+    os.makedirs(folder, exist_ok=True)
+    suffix = ".npy" if len(names) == 1 else ".npz"
+    save_outputs(os.path.join(folder, "reference" + suffix), list(report.reference_outputs), names)
+    if report.keras_outputs:
+        save_outputs(os.path.join(folder, "keras" + suffix), list(report.keras_outputs), names)
 
 
 def _write_text(path: str, text: str, inputs: list[str]) -> None:
@@ -225,6 +281,57 @@ def predict(model: str, input_file: str | None, output: str, dtype: str, semanti
     inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
     outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
     save_outputs(output, outputs, spec.output_names)
+
+
+@cli.command("check-all", epilog="""\b
+Examples:
+  lstm-parity check-all                         # [tool.lstm-parity] in ./pyproject.toml
+  lstm-parity check-all models.toml --jobs 2 --junit parity.xml --json parity.json
+
+\b
+models.toml:
+  [tool.lstm-parity]
+  atol = 1e-5
+  [[tool.lstm-parity.models]]
+  path = "sample_models/tutorial.keras"
+  input = "sample_models/tutorial.input.npy"
+  [[tool.lstm-parity.models]]
+  path = "exports/encoder.h5"
+  samples = 16
+  expected = "port/encoder_outputs.npz"
+  atol = ["1e-5", "dense_1:1e-4"]""" + "\n\n" + EXIT_CODES_HELP)
+@click.argument("config", required=False, type=click.Path())
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Check this many models at once, in separate processes.")
+@click.option("--json", "json_path", type=click.Path(allow_dash=True), help="Write all reports as JSON ('-': stdout).")
+@click.option("--junit", "junit_path", type=click.Path(), help="Write a JUnit XML file: one testsuite per model.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary verdict.")
+def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: str | None, quiet: bool) -> None:
+    """Check every model listed in CONFIG (default: [tool.lstm-parity] in ./pyproject.toml).
+
+    Each entry takes the same settings as `check` (input or samples/seed/timesteps/range, expected,
+    atol, rtol, no_keras, semantics, dtype, batch_size); top-level keys are defaults. Models run in
+    parallel with --jobs; a model that fails or cannot be read never hides the others. The exit code
+    is the worst of all models' exit codes.
+    """
+    from .check_all import load_jobs
+    from .report.summary import render_summary, run_all, summary_json
+
+    job_list = load_jobs(config)
+    results = run_all(job_list, jobs, show_progress=not quiet and json_path != "-" and _console() is not None)
+    code = max(result[2] for result in results)
+    if json_path == "-":
+        click.echo(summary_json(results, code), nl=False)
+    else:
+        click.echo(render_summary(results, code, quiet), nl=False)
+    protected = [j.path for j in job_list]
+    if json_path and json_path != "-":
+        _write_text(json_path, summary_json(results, code), protected)
+    if junit_path:
+        from .report.junit import render_junit
+        _write_text(junit_path, render_junit(results), protected)
+    if code:
+        sys.exit(code)
 
 
 def main() -> None:

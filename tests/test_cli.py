@@ -42,7 +42,7 @@ def test_exit_1_tolerance_too_tight_reports_needed_atol(run_cli, tmp_path):
     report = tmp_path / "r.json"
     result = run_cli("check", TUTORIAL, TUTORIAL_X, "--atol", "0", "--rtol", "0", "--json", report)
     data = json.loads(report.read_text())
-    needed = data["outputs"][0]["min_atol_to_pass"]
+    needed = data["comparisons"][0]["outputs"][0]["min_atol_to_pass"]
     assert needed > 0 and result.exit_code == 1 and data["exit_code"] == 1 and data["passed"] is False
     assert run_cli("check", TUTORIAL, TUTORIAL_X, "--atol", repr(needed), "--rtol", "0").exit_code == 0
 
@@ -54,7 +54,8 @@ def test_json_to_stdout(run_cli):
     assert data["keras"]["package"] == "tf_keras"
     assert data["reference"] == {"dtype": "float64", "semantics": "keras2", "semantics_source": "file"}
     assert data["weights"]["identical"] is True and data["weights"]["arrays"] == 5
-    out = data["outputs"][0]
+    assert data["comparisons"][0]["against"] == "keras"
+    out = data["comparisons"][0]["outputs"][0]
     assert out["max_abs_diff"] < 1e-6 and out["shape"] == [8, 1] and len(out["worst_index"]) == 2
 
 

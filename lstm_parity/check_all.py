@@ -1,0 +1,85 @@
+"""`check-all`: many models from a `[tool.lstm-parity]` table (pyproject.toml or a given TOML file),
+checked in parallel processes; one failing model never hides the others; the exit code is the worst.
+
+    [tool.lstm-parity]
+    atol = 1e-5                      # defaults for every model (any `check` option below)
+    [[tool.lstm-parity.models]]
+    path = "models/encoder.keras"    # relative to the TOML file
+    input = "data/x.npy"             # or samples/seed/timesteps/range to generate inputs
+    expected = "port/y.npy"          # outputs of your port, compared with the reference
+    atol = ["1e-4", "dense_1:1e-3"]  # per-output overrides as on the command line
+    no_keras = false
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, BadInputError, LstmParityError
+
+KNOWN_KEYS = {"path", "name", "input", "expected", "samples", "seed", "timesteps", "range", "atol", "rtol",
+              "no_keras", "semantics", "dtype", "batch_size"}
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    path: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def load_jobs(config_path: str | None) -> list[Job]:
+    """Read the model list; raises BadInputError naming the file and the problem."""
+    path = config_path or "pyproject.toml"
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file (check-all reads [tool.lstm-parity] from pyproject.toml "
+                            f"or the TOML file you name)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("tool", {}).get("lstm-parity", data.get("lstm-parity", data if "models" in data else None))
+    if not isinstance(table, dict) or not isinstance(table.get("models"), list) or not table["models"]:
+        raise BadInputError(f"{path}: no [[tool.lstm-parity.models]] entries")
+    base = os.path.dirname(os.path.abspath(path))
+    defaults = {k: v for k, v in table.items() if k != "models"}
+    jobs = []
+    for index, entry in enumerate(table["models"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise BadInputError(f"{path}: models[{index}] needs a path")
+        merged = {**defaults, **entry}
+        unknown = sorted(set(merged) - KNOWN_KEYS)
+        if unknown:
+            raise BadInputError(f"{path}: models[{index}] has unknown keys {unknown} (known: {sorted(KNOWN_KEYS)})")
+        for key in ("path", "input", "expected"):
+            if isinstance(merged.get(key), str):
+                merged[key] = os.path.join(base, merged[key])
+        jobs.append(Job(name=str(merged.pop("name", entry["path"])), path=merged.pop("path"), options=merged))
+    return jobs
+
+
+def run_job(job: Job) -> tuple[str, Any, int, str | None]:
+    """Check one model; returns (name, CheckReport or None, exit code, one-line error or None)."""
+    from .check import run_check
+    from .cli_support import load_expected, make_inputs, parse_tolerance
+    from .formats import open_model
+
+    options = job.options
+    try:
+        spec = open_model(job.path)
+        inputs = make_inputs(spec, options.get("input"), int(options.get("samples", 4)), int(options.get("seed", 0)),
+                             int(options.get("timesteps", 12)), str(options.get("range", "-1,1")))
+        expected = load_expected(spec, options["expected"]) if options.get("expected") else None
+        as_list = (lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)])  # noqa: E731
+        tolerance = parse_tolerance(as_list(options.get("atol", "1e-5")), as_list(options.get("rtol", "1e-5")))
+        report = run_check(spec, inputs, semantics=options.get("semantics"), dtype=options.get("dtype", "float64"),
+                           tolerance=tolerance, batch_size=int(options.get("batch_size", 32)),
+                           keras=not options.get("no_keras", False), expected=expected)
+        return job.name, report, EXIT_PASS if report.passed else EXIT_PARITY_FAILURE, None
+    except LstmParityError as exc:
+        return job.name, None, exc.exit_code, exc.message
+    except Exception as exc:  # a bug of ours must not hide the other models
+        return job.name, None, 5, f"internal error: {type(exc).__name__}: {exc}"

@@ -1,0 +1,48 @@
+"""JUnit XML for CI systems: one testcase per model and output (and per comparison side); a failure
+carries the numbers, a model that could not be checked is an <error> with its one-line message."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from ..check import CheckReport
+from .text import num
+
+
+def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]], suite: str = "lstm-parity") -> str:
+    """`results`: (model name, report or None, exit code, error message or None) per model."""
+    root = ET.Element("testsuites", name=suite)
+    tests = failures = errors = 0
+    for name, report, code, error in results:
+        cases = ET.SubElement(root, "testsuite", name=name)
+        if report is None:
+            case = ET.SubElement(cases, "testcase", classname=name, name="load")
+            ET.SubElement(case, "error", message=error or f"exit {code}", type=f"exit{code}").text = error
+            tests, errors = tests + 1, errors + 1
+            cases.set("tests", "1"), cases.set("errors", "1"), cases.set("failures", "0")
+            continue
+        count = fail = 0
+        if report.weights is not None:
+            case = ET.SubElement(cases, "testcase", classname=name, name="weights bit-identical to Keras")
+            count += 1
+            if not report.weights.identical:
+                ET.SubElement(case, "failure", message="; ".join(report.weights.mismatches[:5]))
+                fail += 1
+        for comparison in report.comparisons:
+            for out in comparison.outputs:
+                case = ET.SubElement(cases, "testcase", classname=name, name=f"{out.name} vs {comparison.against}")
+                count += 1
+                if not out.passed:
+                    fail += 1
+                    detail = out.shape_mismatch or (
+                        f"max abs diff {num(out.max_abs_diff)} at {out.worst_index} (reference "
+                        f"{out.reference_at_worst:.7g}, {comparison.against} {out.other_at_worst:.7g}); max rel "
+                        f"{num(out.max_rel_diff)}; needs atol >= {num(out.min_atol_to_pass)} with rtol {out.rtol:g}; "
+                        f"allowed atol {out.atol:g}")
+                    ET.SubElement(case, "failure", message=detail).text = detail
+        if not report.comparisons:
+            ET.SubElement(cases, "testcase", classname=name, name="reference ran")
+            count += 1
+        cases.set("tests", str(count)), cases.set("failures", str(fail)), cases.set("errors", "0")
+        tests, failures = tests + count, failures + fail
+    root.set("tests", str(tests)), root.set("failures", str(failures)), root.set("errors", str(errors))
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
