@@ -43,6 +43,12 @@ def compare(names: list[str], reference: list[np.ndarray], other: list[np.ndarra
     return compare_outputs(names, reference, other, Tolerance(atol, rtol))
 
 
+def trace(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> dict[str, np.ndarray]:
+    """Gate values per timestep and every layer's output for one sample (see lstm_parity.trace)."""
+    from .trace import trace as run_trace
+    return run_trace(spec, inputs, **options)
+
+
 def check(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> "CheckReport":
     """Reference vs Keras `model.predict` on the same inputs (imports Keras); see check.run_check."""
     from .check import run_check

@@ -10,7 +10,7 @@ import numpy as np
 
 from .compare import ComparisonResult, Tolerance, compare_outputs
 from .errors import BadInputError, KerasSideError
-from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
+from .reference.forward import fixed_batch_size, forward, predict_batches, stateful_layers
 from .spec import ModelSpec
 
 
@@ -42,6 +42,13 @@ class CheckReport:
     notes: tuple[str, ...] = ()
     expected: ComparisonResult | None = None  # reference vs outputs produced elsewhere (--expected)
     keras_outputs: tuple[np.ndarray, ...] = ()
+    layerwise: tuple[dict, ...] | None = None  # per layer output vs Keras (--layerwise)
+    trace_divergence: dict | None = None  # first gate/timestep where a port's trace departs (--expected-trace)
+    trace_compared: bool = False
+
+    @property
+    def first_layer_divergence(self) -> dict | None:
+        return next((row for row in self.layerwise or () if not row["passed"]), None)
 
     @property
     def comparisons(self) -> list[ComparisonResult]:
@@ -50,6 +57,8 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         if self.comparison is not None and not (self.weights and self.weights.identical):
+            return False
+        if self.first_layer_divergence is not None or self.trace_divergence is not None:
             return False
         return all(c.passed for c in self.comparisons)
 
@@ -82,7 +91,8 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
 def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
               dtype: str = "float64", tolerance: Tolerance | None = None, batch_size: int = 32,
               keras: bool = True, trust_model_code: bool = False,
-              expected: list[np.ndarray] | None = None) -> CheckReport:
+              expected: list[np.ndarray] | None = None, layerwise: bool = False,
+              expected_trace: tuple[dict[str, np.ndarray], int] | None = None) -> CheckReport:
     """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare;
     with `expected` (outputs produced elsewhere, e.g. by a port) also compare the reference with those.
 
@@ -108,9 +118,21 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
             raise BadInputError(f"{spec.source}: the expected outputs are {len(expected)} arrays, the model has "
                                 f"{len(reference)} outputs {spec.output_names}")
         against_expected = compare_outputs(spec.output_names, reference, expected, tolerance, against="expected")
+    trace_divergence = None
+    if expected_trace is not None:
+        from .trace import first_divergence, trace
+        port, sample = expected_trace
+        ours = trace(spec, inputs, sample=sample, semantics=chosen, dtype=np.dtype(dtype))
+        shared = [k for k in ours if k in port]
+        if not shared:
+            raise BadInputError(f"{spec.source}: the expected trace has none of the keys of this model's trace "
+                                f"(e.g. {list(ours)[:3]})")
+        trace_divergence = first_divergence(ours, port, tolerance.atol, tolerance.rtol,
+                                            [layer.name for layer in spec.layers])
     common = dict(spec=spec, semantics=chosen, semantics_forced=semantics is not None,
                   reference_dtype=str(np.dtype(dtype)), input_shapes=tuple(x.shape for x in inputs),
-                  reference_outputs=tuple(reference), expected=against_expected)
+                  reference_outputs=tuple(reference), expected=against_expected,
+                  trace_divergence=trace_divergence, trace_compared=expected_trace is not None)
     if not keras:
         if against_expected is None:
             notes.append("Keras not run (--no-keras): nothing compared")
@@ -123,11 +145,42 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
 
     run = run_keras(spec.source, spec.file_format, spec.semantics, inputs, batch_size=batch_size,
                     layers=[(layer.class_name, layer.config) for layer in spec.layers],
-                    trust_model_code=trust_model_code)
+                    trust_model_code=trust_model_code, layer_outputs=layerwise)
     if len(run.outputs) != len(reference):
         raise KerasSideError(f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config "
                              f"declares {len(reference)}")
     comparison = compare_outputs(spec.output_names, reference, run.outputs, tolerance)
+    rows = None
+    if layerwise:
+        if stateful_layers(spec):
+            notes.append("--layerwise computes stateful models in one pass (states are not carried)")
+        ours = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True).layer_outputs
+        rows = tuple(layerwise_rows(spec, ours, run.layer_outputs or {}, tolerance))
     return CheckReport(keras_package=run.package, keras_version=run.version,
                        weights=check_weights(spec, run.layer_weights), comparison=comparison,
-                       notes=tuple(notes), keras_outputs=tuple(run.outputs), **common)
+                       notes=tuple(notes), keras_outputs=tuple(run.outputs), layerwise=rows, **common)
+
+
+def layerwise_rows(spec: ModelSpec, ours: dict[str, list[np.ndarray]], theirs: dict[str, list[np.ndarray]],
+                   tolerance: Tolerance) -> list[dict]:
+    """Each layer's outputs vs Keras', in model order: max abs diff, pass, and for sequence outputs
+    the first timestep where the difference exceeds the tolerance."""
+    rows = []
+    for layer in spec.layers:
+        if layer.name not in ours or layer.name not in theirs:
+            continue
+        for index, (a, b) in enumerate(zip(ours[layer.name], theirs[layer.name])):
+            b = np.asarray(b, dtype=np.float64)
+            if a.shape != b.shape:
+                rows.append({"layer": layer.name, "output": index, "max_abs_diff": float("inf"), "passed": False,
+                             "first_timestep": None, "shape": list(a.shape)})
+                continue
+            atol, rtol = tolerance.atol, tolerance.rtol
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(a - b) <= atol + rtol * np.abs(a))
+            first = None
+            if bad.any() and a.ndim >= 3:
+                first = int(np.argmax(bad.reshape(bad.shape[0], bad.shape[1], -1).any(axis=(0, 2))))
+            rows.append({"layer": layer.name, "output": index, "max_abs_diff": float(np.max(np.abs(a - b))) if a.size
+                         else 0.0, "passed": not bool(bad.any()), "first_timestep": first, "shape": list(a.shape)})
+    return rows

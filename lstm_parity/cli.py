@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, LstmParityError
+from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, BadInputError, LstmParityError
 
 EXIT_INTERNAL = 5
 
@@ -141,6 +141,14 @@ Examples:
               help="Also write the report as JSON to this file ('-' for stdout instead of the text report).")
 @click.option("--junit", "junit_path", type=click.Path(),
               help="Also write a JUnit XML file: one testcase per output and comparison.")
+@click.option("--layerwise", is_flag=True,
+              help="Also compare every layer's output with Keras' and report the first layer (and timestep) "
+                   "where they differ beyond the tolerance.")
+@click.option("--expected-trace", type=click.Path(),
+              help="A port's own per-layer/per-step dump in the `lstm-parity trace` format (.npz or .json) for "
+                   "sample --sample: report the first layer, timestep and gate where it departs.")
+@click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which sample --expected-trace describes.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 @click.option("--trust-model-code", is_flag=True,
               help="DANGEROUS: let Keras load Lambda layers, which runs Python code stored in the model file, "
@@ -148,8 +156,9 @@ Examples:
 @input_options
 def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple[str, ...], dtype: str,
           semantics: str | None, batch_size: int, expected: str | None, no_keras: bool, save_outputs: str | None,
-          json_path: str | None, junit_path: str | None, quiet: bool, trust_model_code: bool, samples: int,
-          seed: int, timesteps: int, value_range: str, save_inputs: str | None) -> None:
+          json_path: str | None, junit_path: str | None, layerwise: bool, expected_trace: str | None, sample: int,
+          quiet: bool, trust_model_code: bool, samples: int, seed: int, timesteps: int, value_range: str,
+          save_inputs: str | None) -> None:
     """Compare the NumPy reference with Keras model.predict (and/or with --expected outputs) on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
@@ -164,7 +173,7 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
 
-    protected = [model] + [p for p in (input_file, expected) if p]
+    protected = [model] + [p for p in (input_file, expected, expected_trace) if p]
     tolerance = parse_tolerance(list(atol), list(rtol))
     spec = open_model(model)
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
@@ -173,13 +182,35 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     with console.status("computing the reference and running Keras...") if console else _nothing():
         report = run_check(spec, inputs, semantics=semantics, dtype=dtype, tolerance=tolerance,
                            batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
-                           expected=expected_outputs)
+                           expected=expected_outputs, layerwise=layerwise,
+                           expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None)
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
     _emit_check(report, code, json_path, junit_path, quiet, protected)
     if save_outputs:
         _save_outputs(save_outputs, report, spec.output_names)
     if code:
         sys.exit(code)
+
+
+def _load_trace(path: str) -> dict:
+    """A trace written by `lstm-parity trace` (or a port in the same format): .npz or .json."""
+    import numpy as np
+
+    from .arrays import load_arrays
+    if path.endswith(".json"):
+        from .formats.safety import parse_json
+        try:
+            with open(path, "rb") as handle:
+                data = parse_json(handle.read(), "trace JSON", path)
+            return {k: np.asarray(v, dtype=np.float64) for k, v in data["values"].items()}
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInputError(f"{path}: not an lstm-parity trace ({type(exc).__name__}: {exc})") from None
+    loaded = load_arrays(path)
+    if not isinstance(loaded, dict):
+        raise BadInputError(f"{path}: a trace is an .npz (or .json) of named arrays, not a single array")
+    return loaded
 
 
 def _emit_check(report: Any, code: int, json_path: str | None, junit_path: str | None, quiet: bool,
@@ -332,6 +363,77 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
         _write_text(junit_path, render_junit(results), protected)
     if code:
         sys.exit(code)
+
+
+@cli.command(epilog="""\b
+Examples:
+  lstm-parity inspect sample_models/tutorial.keras
+  lstm-parity inspect model.h5 --json""")
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
+def inspect(model: str, as_json: bool) -> None:
+    """Show MODEL's layers: class, output shape, parameters, the options that change the math, each
+    recurrent weight explained gate by gate (kernel (3, 20) = [W_i | W_f | W_c | W_o], each (3, 5)),
+    the Keras that saved it, the semantics used, and whether the reference supports each layer.
+    Never imports TensorFlow."""
+    import json as json_module
+
+    from .formats import open_model
+    from .inspect import inspect_model, render_inspection
+
+    info = inspect_model(open_model(model))
+    click.echo(json_module.dumps(info, indent=2) + "\n" if as_json else render_inspection(info), nl=False)
+
+
+@cli.command("trace", epilog="""\b
+Examples:
+  lstm-parity trace sample_models/tutorial.keras sample_models/tutorial.input.npy --sample 2
+  lstm-parity trace model.h5 x.npy --layer lstm_1 -o trace.npz
+\b
+Keys written: "<layer>/output<k>" (the layer's k-th output for the sample) and, for recurrent
+layers, "<layer>/<gate>" of shape (time, units) in processing order: LSTM i, f, c_hat, o, c, h;
+GRU z, r, h_hat, h; SimpleRNN h (Bidirectional: "<layer>/forward/<gate>", "<layer>/backward/<gate>").""")
+@click.argument("model", type=click.Path())
+@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
+@click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="Which sample to trace.")
+@click.option("--layer", default=None, help="Only this layer.")
+@click.option("-o", "--output", type=click.Path(), help="Write the trace: .npz, or .json (values as nested lists).")
+@dtype_option
+@semantics_option
+@input_options
+def trace_command(model: str, input_file: str | None, sample: int, layer: str | None, output: str | None,
+                  dtype: str, semantics: str | None, samples: int, seed: int, timesteps: int, value_range: str,
+                  save_inputs: str | None) -> None:
+    """Every timestep of every recurrent layer's gates and every layer's output, for one sample:
+    printed as a table, or written (-o) so a port can dump the same values and compare them with
+    `lstm-parity check MODEL INPUT --expected-trace PORT_TRACE`. Never imports TensorFlow."""
+    import numpy as np
+
+    from .formats import open_model
+    from .trace import render_trace, trace
+
+    protected = [model] + ([input_file] if input_file else [])
+    spec = open_model(model)
+    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+    inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
+    values = trace(spec, inputs, sample=sample, layer=layer, semantics=semantics, dtype=np.dtype(dtype))
+    if output is None:
+        click.echo(render_trace(values), nl=False)
+        return
+    from .atomicio import refuse_overwriting_inputs
+    refuse_overwriting_inputs(output, protected)
+    if output.endswith(".json"):
+        import json as json_module
+        body = {"schema_version": 1, "model": spec.source, "sample": sample,
+                "values": {k: v.tolist() for k, v in values.items()}}
+        _write_text(output, json_module.dumps(body) + "\n", protected)
+    else:
+        import io
+        buffer = io.BytesIO()
+        np.savez(buffer, **values)
+        from .atomicio import atomic_write
+        with atomic_write(output) as handle:
+            handle.write(buffer.getvalue())
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ class KerasRun:
     version: str
     outputs: list[np.ndarray]
     layer_weights: dict[str, list[np.ndarray]]
+    layer_outputs: dict[str, list[np.ndarray]] | None = None
 
 
 @contextlib.contextmanager
@@ -107,7 +108,7 @@ def code_carrying_layers(layers: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarray],
               batch_size: int = 32, layers: list[tuple[str, dict[str, Any]]] | None = None,
-              trust_model_code: bool = False) -> KerasRun:
+              trust_model_code: bool = False, layer_outputs: bool = False) -> KerasRun:
     """Load `path` with the Keras of `semantics` and run `model.predict` on float32 `inputs`.
 
     `layers` ((class name, config) pairs from our reader) lets the runner refuse, before Keras
@@ -138,10 +139,39 @@ def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarr
             raw = model.predict(feed, batch_size=batch_size, verbose=0)
     except Exception as exc:
         raise KerasSideError(f"{where} failed to predict: {_first_line(exc)}") from None
-    outputs = [np.asarray(o) for o in raw] if isinstance(raw, (list, tuple)) else [np.asarray(raw)]
+    outputs = _as_list(raw)
+    per_layer = _layer_outputs(module, model, feed, batch_size, where) if layer_outputs else None
+    return KerasRun(package, module.__version__, outputs, layer_weights, per_layer)
+
+
+def _as_list(raw: Any) -> list[np.ndarray]:
     if isinstance(raw, dict):
-        outputs = [np.asarray(v) for v in raw.values()]
-    return KerasRun(package, module.__version__, outputs, layer_weights)
+        return [np.asarray(v) for v in raw.values()]
+    return [np.asarray(o) for o in raw] if isinstance(raw, (list, tuple)) else [np.asarray(raw)]
+
+
+def _layer_outputs(module: Any, model: Any, feed: Any, batch_size: int, where: str) -> dict[str, list[np.ndarray]]:
+    """Every layer's output(s) as Keras computes them, from a model that exposes them all."""
+    tensors, owners = [], []
+    for layer in model.layers:
+        try:
+            out = layer.output
+        except Exception:  # a layer called more than once has no single output
+            continue
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        tensors += out
+        owners.append((layer.name, len(out)))
+    try:
+        probe = module.Model(model.inputs, tensors)
+        with _quiet_stderr():
+            values = _as_list(probe.predict(feed, batch_size=batch_size, verbose=0))
+    except Exception as exc:
+        raise KerasSideError(f"{where} could not expose per-layer outputs: {_first_line(exc)}") from None
+    result, start = {}, 0
+    for name, count in owners:
+        result[name] = values[start:start + count]
+        start += count
+    return result
 
 
 def _first_line(exc: Exception) -> str:

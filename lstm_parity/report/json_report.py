@@ -54,6 +54,10 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
             "identical": weights.identical, "arrays": weights.arrays, "values": weights.values,
             "mismatches": list(weights.mismatches)},
         "comparisons": [comparison_to_dict(c) for c in report.comparisons],
+        "layerwise": None if report.layerwise is None else [
+            {**row, "max_abs_diff": _finite(row["max_abs_diff"])} for row in report.layerwise],
+        "trace_divergence": None if report.trace_divergence is None else {
+            **report.trace_divergence, "max_abs_diff": _finite(report.trace_divergence["max_abs_diff"])},
         "passed": report.passed,
         "exit_code": exit_code,
     }

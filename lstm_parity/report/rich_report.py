@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..check import CheckReport
-from .text import HEADER, header_lines, output_row, verdict
+from .text import HEADER, header_lines, layer_lines, output_row, verdict
 
 
 def render_check_rich(report: CheckReport, console: Any) -> None:
@@ -25,6 +25,8 @@ def render_check_rich(report: CheckReport, console: Any) -> None:
                 row[-1] = f"[green]{row[-1]}[/green]" if out.passed else f"[bold red]{row[-1]}[/bold red]"
                 table.add_row(*row)
         console.print(table)
+    for text in layer_lines(report):
+        console.print(text, highlight=False)
     line = verdict(report)
     colour = "green" if report.passed else "bold red"
     console.print(f"[{colour}]{line}[/{colour}]", highlight=False)

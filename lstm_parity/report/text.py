@@ -64,6 +64,11 @@ def verdict(report: CheckReport) -> str:
     detail = f"{sum(o.passed for o in outputs)}/{len(outputs)} comparisons within tolerance"
     if report.weights is not None and not report.weights.identical:
         detail += "; weights read differ from Keras'"
+    if report.first_layer_divergence is not None:
+        detail += f"; first diverging layer {report.first_layer_divergence['layer']}"
+    if report.trace_divergence is not None:
+        d = report.trace_divergence
+        detail += f"; trace departs at layer {d['layer']} gate {d['gate']}"
     return f"{'PASS' if report.passed else 'FAIL'}: {detail}"
 
 
@@ -88,5 +93,30 @@ def render_check(report: CheckReport) -> str:
                 if out.nan_mismatches:
                     lines.append(f"  {out.name} vs {comparison.against}: {out.nan_mismatches} NaN values on one "
                                  f"side only")
+    lines += layer_lines(report)
     lines += ["", verdict(report)]
     return "\n".join(lines) + "\n"
+
+
+def layer_lines(report: CheckReport) -> list[str]:
+    """Per-layer localisation (--layerwise) and the first gate a port's trace departs at (--expected-trace)."""
+    lines = []
+    if report.layerwise is not None:
+        lines.append("")
+        lines.append("  layerwise (reference vs Keras, each layer's output):")
+        for row in report.layerwise:
+            where = f", first timestep {row['first_timestep']}" if row["first_timestep"] is not None else ""
+            lines.append(f"    {row['layer']}[{row['output']}] {tuple(row['shape'])}: max abs "
+                         f"{num(row['max_abs_diff'])} {'ok' if row['passed'] else 'EXCEEDS'}{where}")
+        first = report.first_layer_divergence
+        lines.append(f"  first divergence: layer {first['layer']} output {first['output']}"
+                     + (f", timestep {first['first_timestep']}" if first["first_timestep"] is not None else "")
+                     + f": max abs diff {num(first['max_abs_diff'])}" if first else
+                     "  every layer within tolerance")
+    if report.trace_compared:
+        d = report.trace_divergence
+        lines.append("")
+        lines.append(f"  expected trace: layer {d['layer']}, " + (f"timestep {d['timestep']}, " if d["timestep"] is not
+                     None else "") + f"gate {d['gate']}: max abs diff {num(d['max_abs_diff'])} (first divergence)"
+                     if d else "  expected trace: every layer, timestep and gate within tolerance")
+    return lines
