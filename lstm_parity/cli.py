@@ -436,6 +436,49 @@ def trace_command(model: str, input_file: str | None, sample: int, layer: str | 
             handle.write(buffer.getvalue())
 
 
+@cli.command(epilog="""\b
+Examples:
+  lstm-parity upgrade old_keras2.h5 new.keras
+  lstm-parity upgrade old.h5 new.keras x.npy --atol 1e-6
+\b
+Exit 0: written and proven; 1: Keras 3 on the rewrite does not match (nothing written); 3: no exact
+rewrite exists (e.g. an LSTM whose activation is hard_sigmoid): the message says by how much the naive
+conversion differs; --allow-semantic-change writes it anyway and records the difference.""")
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
+@click.option("--allow-semantic-change", is_flag=True,
+              help="Write the file even where Keras 3 cannot compute the old math exactly (the report says how far).")
+@click.option("--atol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]ATOL")
+@click.option("--rtol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]RTOL")
+@input_options
+def upgrade(old: str, new: str, input_file: str | None, allow_semantic_change: bool, atol: tuple[str, ...],
+            rtol: tuple[str, ...], samples: int, seed: int, timesteps: int, value_range: str,
+            save_inputs: str | None) -> None:
+    """Rewrite OLD (any file the reader understands: Keras 1/2, tf.keras, CuDNN layers, ...) as a Keras 3
+    NEW.keras that plain keras.models.load_model loads, compensating where Keras 3's math moved
+    (hard_sigmoid gates are rescaled exactly), and prove it: Keras 3 predicts on generated inputs (and
+    INPUT if given) and must match the reference of OLD under its own semantics, or nothing is written."""
+    import numpy as np
+
+    from .atomicio import refuse_overwriting_inputs
+    from .cli_support import parse_tolerance
+    from .formats import open_model
+    from .upgrade import render_upgrade, run_upgrade
+
+    if not new.endswith(".keras"):
+        raise BadInputError(f"{new}: the upgraded model must be a .keras file")
+    protected = [old] + ([input_file] if input_file else [])
+    refuse_overwriting_inputs(new, protected)
+    spec = open_model(old)
+    inputs = _inputs(spec, input_file, max(samples, 8), seed, timesteps, value_range, save_inputs, protected)
+    inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
+    report = run_upgrade(spec, new, inputs, parse_tolerance(list(atol), list(rtol)), allow_semantic_change)
+    click.echo(render_upgrade(report), nl=False)
+    if not report.written:
+        sys.exit(EXIT_PARITY_FAILURE)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="lstm-parity")

@@ -84,6 +84,7 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
             "inbound": [[list(ref) for ref in node] for node in layer.inbound],
             "options": math_options(layer), "config": layer.config,
             **({"converted": layer.converted} if layer.converted else {}),
+            **({"node_masks": list(layer.node_masks)} if layer.node_masks else {}),
             "weights": [{"name": name, "stored_name": stored, "shape": list(array.shape),
                          "dtype": str(array.dtype), "values": array}
                         for name, stored, array in zip(layer.weight_names,

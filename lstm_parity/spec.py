@@ -33,6 +33,9 @@ class LayerSpec:
     stored_names: tuple[str, ...] = ()
     inbound: tuple[tuple[TensorRef, ...], ...] = ()
     converted: str = ""  # what the reader changed to reach today's layout (Keras 1, CuDNN), if anything
+    # Keras 3 functional graphs record, per call, whether the layer was given a mask; Keras 3 gives
+    # none to an RNN called with initial_state. Empty: masks reach every call (Keras 2, Sequential).
+    node_masks: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)

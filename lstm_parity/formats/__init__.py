@@ -115,7 +115,7 @@ def assemble(parsed: ParsedModel, weights: dict[str, tuple[list[str], list[np.nd
             weights=tuple(arrays),
             weight_names=weight_names(class_name, len(arrays), config),
             stored_names=tuple(stored_names) if not converted else (),
-            inbound=layer.inbound, converted=converted,
+            inbound=layer.inbound, converted=converted, node_masks=layer.node_masks,
         ))
     return ModelSpec(
         layers=tuple(layers), inputs=parsed.inputs, outputs=parsed.outputs,

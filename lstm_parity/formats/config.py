@@ -23,6 +23,7 @@ class ParsedLayer:
     config: dict[str, Any]
     inbound: tuple[tuple[TensorRef, ...], ...]
     mask_refs: tuple[TensorRef, ...] = ()  # Keras 3: masks passed explicitly to the layer's calls
+    node_masks: tuple[bool, ...] = ()  # Keras 3 functional: per call, was a mask passed at all?
 
 
 @dataclass
@@ -120,8 +121,10 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
         class_name = entry["class_name"]
         if str(entry.get("module", "")).startswith(OPS_MODULES):
             class_name = f"ops.{class_name}"  # a keras.ops call recorded in the graph, not a layer
+        keras3_nodes = all(isinstance(node, dict) for node in entry.get("inbound_nodes") or [])
         layers.append(ParsedLayer(name, class_name, entry["config"], tuple(n[0] for n in parsed_nodes),
-                                  tuple(ref for n in parsed_nodes for ref in n[1])))
+                                  tuple(ref for n in parsed_nodes for ref in n[1]),
+                                  tuple(bool(n[1]) for n in parsed_nodes) if keras3_nodes else ()))
     _check_unique(layers, source)
     inputs = _tensor_list(config.get("input_layers"), source, "input_layers")
     outputs = _tensor_list(config.get("output_layers"), source, "output_layers")

@@ -71,4 +71,5 @@ def _layer(entry: dict[str, Any], path: str) -> LayerSpec:
         stored_names=tuple(w.get("stored_name", "") for w in entry.get("weights", [])),
         inbound=tuple(tuple(tuple(ref) for ref in node) for node in entry["inbound"]),
         converted=str(entry.get("converted", "")),
+        node_masks=tuple(bool(v) for v in entry.get("node_masks", [])),
     )

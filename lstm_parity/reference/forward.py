@@ -14,6 +14,10 @@ from ..spec import ModelSpec, TensorRef
 from .layers import Context, LayerFn, build_layer
 
 
+MASK_CONSUMERS = {"LSTM", "GRU", "SimpleRNN", "ConvLSTM2D", "Bidirectional", "TimeDistributed",
+                  "GlobalAveragePooling1D"}
+
+
 @dataclass
 class ForwardResult:
     """`outputs` in the model's output order; `layer_outputs[name]` the tensors of the layer's
@@ -61,8 +65,11 @@ def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None 
         for item in ready:
             layer, node_index, refs = item
             args = [values[r][0] for r in refs]
+            masks = [values[r][1] for r in refs]
+            if layer.node_masks and not layer.node_masks[node_index] and layer.class_name in MASK_CONSUMERS:
+                masks = [None] * len(refs)  # Keras 3 called this layer without a mask
             try:
-                layer_result = fns[layer.name](args, [values[r][1] for r in refs])
+                layer_result = fns[layer.name](args, masks)
             except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
                 shapes = ", ".join(str(a.shape) for a in args)
                 raise BadInputError(f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
