@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF_PINS ?= "tensorflow==2.21.*" "tf-keras==2.21.*"
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test bench sample-models lint clean
+.PHONY: install demo test sample-models lint clean
 
 install: $(VENV)/.installed
 
@@ -27,9 +27,6 @@ test: install
 
 sample-models: install
 	$(BIN)/python sample_models/make_sample_models.py
-
-bench: install
-	$(BIN)/python benchmarks/run.py
 
 lint: install
 	$(BIN)/python -m compileall -q lstm_parity tests

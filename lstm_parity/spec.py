@@ -5,7 +5,7 @@ computes it. Nothing here imports TensorFlow or Keras.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,6 @@ class ModelSpec:
     file_format: str
     model_class: str = "Sequential"
     sha256: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerSpec:
         """Return the layer called `name`; raises KeyError if there is none."""

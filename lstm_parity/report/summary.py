@@ -74,7 +74,6 @@ def render_summary(results: list[tuple[str, Any, int, str | None]], code: int, q
 
 
 def summary_json(results: list[tuple[str, Any, int, str | None]], code: int) -> str:
-    from ..check_all import Job  # noqa: F401  (names the producer of these results)
     models = [{"name": name, "path": report.spec.source if report is not None else name, "exit_code": exit_code,
                "error": error, "report": check_to_dict(report, exit_code) if report is not None else None}
               for name, report, exit_code, error in results]
