@@ -170,7 +170,7 @@ def test_help_documents_exit_codes_and_examples(run_cli):
     top = run_cli("--help").stdout
     for code in ("0  pass", "1  parity failure", "2  bad usage", "3  the model uses", "4  the Keras side"):
         assert code in top
-    for command in ("check", "dump", "predict"):
+    for command in ("check", "dump", "predict", "check-all", "inspect", "trace", "upgrade"):
         text = run_cli(command, "--help").stdout
         assert "Examples:" in text and f"lstm-parity {command}" in text
 
@@ -180,3 +180,31 @@ def test_debug_shows_traceback(run_cli, tmp_path):
     bad.write_bytes(b"junk")
     result = run_cli("--debug", "predict", bad, TUTORIAL_X, "-o", tmp_path / "y.npy")
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_exit_5_internal_error_is_one_line(run_cli, tmp_path, monkeypatch):
+    import lstm_parity.reference.forward as forward_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+    monkeypatch.setattr(forward_module, "forward", broken)
+    result = run_cli("predict", TUTORIAL, TUTORIAL_X, "-o", tmp_path / "y.npy")
+    assert result.exit_code == 5
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["lstm-parity: internal error: RuntimeError: a bug of ours (re-run with --debug for the traceback)"]
+
+
+def test_generated_inputs_follow_seed_range_and_timesteps(run_cli, tmp_path):
+    from conftest import build_model, save_model
+    model = build_model("k3-keras", None, 3, [("LSTM", dict(units=2))])  # open time axis
+    path = save_model(model, "k3-keras", tmp_path)
+    def generate(name, *options):
+        assert run_cli("predict", path, "-o", tmp_path / "y.npy", "--save-inputs", tmp_path / name, *options).exit_code == 0
+        return np.load(tmp_path / name)
+    a = generate("a.npy", "--samples", "5", "--seed", "3", "--timesteps", "9", "--range", "2,3")
+    b = generate("b.npy", "--samples", "5", "--seed", "3", "--timesteps", "9", "--range", "2,3")
+    c = generate("c.npy", "--samples", "5", "--seed", "4", "--timesteps", "9", "--range", "2,3")
+    assert a.shape == (5, 9, 3) and a.dtype == np.float32 and a.min() >= 2 and a.max() < 3
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    result = run_cli("predict", path, "-o", tmp_path / "y.npy", "--range", "3,1")
+    assert result.exit_code == 2 and "LO must be below HI" in result.stderr
