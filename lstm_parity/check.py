@@ -104,7 +104,12 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
     inputs = [x if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
     chosen = semantics or spec.semantics
     batch_size = fixed_batch_size(spec) or batch_size
-    reference = predict_batches(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size)
+    recorded = None
+    if layerwise and not stateful_layers(spec):  # one pass gives the outputs and every layer's outputs
+        recorded = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True)
+        reference = recorded.outputs
+    else:
+        reference = predict_batches(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size)
     notes = []
     if stateful_layers(spec):
         notes.append(f"stateful layers {stateful_layers(spec)}: states carried across predict batches of "
@@ -152,10 +157,10 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
     comparison = compare_outputs(spec.output_names, reference, run.outputs, tolerance)
     rows = None
     if layerwise:
-        if stateful_layers(spec):
+        if recorded is None:
             notes.append("--layerwise computes stateful models in one pass (states are not carried)")
-        ours = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True).layer_outputs
-        rows = tuple(layerwise_rows(spec, ours, run.layer_outputs or {}, tolerance))
+            recorded = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True)
+        rows = tuple(layerwise_rows(spec, recorded.layer_outputs, run.layer_outputs or {}, tolerance))
     return CheckReport(keras_package=run.package, keras_version=run.version,
                        weights=check_weights(spec, run.layer_weights), comparison=comparison,
                        notes=tuple(notes), keras_outputs=tuple(run.outputs), layerwise=rows, **common)

@@ -1,6 +1,7 @@
 """The `lstm-parity` command: thin click commands that wire the library and map errors to exit codes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -102,11 +103,6 @@ def _inputs(spec: Any, input_path: str | None, samples: int, seed: int, timestep
     return inputs
 
 
-def _nothing() -> Any:
-    import contextlib
-    return contextlib.nullcontext()
-
-
 def _console() -> Any:
     """A rich console when stdout is a terminal and NO_COLOR is unset, else None (plain text)."""
     if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
@@ -179,7 +175,7 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
     expected_outputs = load_expected(spec, expected) if expected else None
     console = None if quiet or json_path == "-" else _console()
-    with console.status("computing the reference and running Keras...") if console else _nothing():
+    with console.status("computing the reference and running Keras...") if console else contextlib.nullcontext():
         report = run_check(spec, inputs, semantics=semantics, dtype=dtype, tolerance=tolerance,
                            batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
                            expected=expected_outputs, layerwise=layerwise,
@@ -309,7 +305,6 @@ def predict(model: str, input_file: str | None, output: str, dtype: str, semanti
     refuse_overwriting_inputs(output, protected)
     spec = open_model(model)
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
-    inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
     outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
     save_outputs(output, outputs, spec.output_names)
 
@@ -415,7 +410,6 @@ def trace_command(model: str, input_file: str | None, sample: int, layer: str | 
     protected = [model] + ([input_file] if input_file else [])
     spec = open_model(model)
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
-    inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
     values = trace(spec, inputs, sample=sample, layer=layer, semantics=semantics, dtype=np.dtype(dtype))
     if output is None:
         click.echo(render_trace(values), nl=False)
@@ -459,8 +453,6 @@ def upgrade(old: str, new: str, input_file: str | None, allow_semantic_change: b
     NEW.keras that plain keras.models.load_model loads, compensating where Keras 3's math moved
     (hard_sigmoid gates are rescaled exactly), and prove it: Keras 3 predicts on generated inputs (and
     INPUT if given) and must match the reference of OLD under its own semantics, or nothing is written."""
-    import numpy as np
-
     from .atomicio import refuse_overwriting_inputs
     from .cli_support import parse_tolerance
     from .formats import open_model
@@ -472,7 +464,6 @@ def upgrade(old: str, new: str, input_file: str | None, allow_semantic_change: b
     refuse_overwriting_inputs(new, protected)
     spec = open_model(old)
     inputs = _inputs(spec, input_file, max(samples, 8), seed, timesteps, value_range, save_inputs, protected)
-    inputs = [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
     report = run_upgrade(spec, new, inputs, parse_tolerance(list(atol), list(rtol)), allow_semantic_change)
     click.echo(render_upgrade(report), nl=False)
     if not report.written:

@@ -11,14 +11,18 @@ from .errors import BadInputError
 
 def make_inputs(spec: Any, input_path: str | None, samples: int, seed: int, timesteps: int,
                 value_range: str) -> list[np.ndarray]:
-    """The user's INPUT file checked against the model, or inputs generated from its config."""
+    """The user's INPUT file checked against the model, or inputs generated from its config.
+
+    Float inputs are rounded to float32 (what the model sees); token ids stay integers."""
     from .arrays import load_arrays, prepare_inputs
     from .inputs import InputPlan, generate_inputs, parse_range
 
     if input_path is not None:
-        return prepare_inputs(spec, load_arrays(input_path), input_path)
-    low, high = parse_range(value_range)
-    return generate_inputs(spec, InputPlan(samples, seed, timesteps, low, high))
+        inputs = prepare_inputs(spec, load_arrays(input_path), input_path)
+    else:
+        low, high = parse_range(value_range)
+        inputs = generate_inputs(spec, InputPlan(samples, seed, timesteps, low, high))
+    return [x if x.dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
 
 
 def load_expected(spec: Any, path: str) -> list[np.ndarray]:
