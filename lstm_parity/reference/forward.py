@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..spec import ModelSpec, TensorRef
 from .layers import Context, LayerFn, build_layer
+from .parallel import default_threads, map_chunks, rows_for_width
 
 
 MASK_CONSUMERS = {"LSTM", "GRU", "SimpleRNN", "ConvLSTM2D", "Bidirectional", "TimeDistributed",
@@ -40,16 +41,36 @@ def build(spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False
 
 
 def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-            dtype: np.dtype | type = np.float64, record: bool = False, states: dict | None = None) -> ForwardResult:
+            dtype: np.dtype | type = np.float64, record: bool = False, states: dict | None = None,
+            threads: int | None = None, chunk_rows: int | None = None) -> ForwardResult:
     """Compute the model on `inputs` (one array per model input, batch first) in `dtype`.
 
     `semantics` ("keras2"/"keras3") defaults to that of the Keras generation that saved the file.
+    Unless recording or carrying states, the batch is computed in chunks of `chunk_rows` rows
+    (default: sized to the cache) on `threads` threads (default: one per core); every sample's
+    numbers are the same as in one pass.
     Raises UnsupportedError for layers/options not implemented, BadInputError for bad shapes.
     """
     semantics = semantics or spec.semantics
     fns = build(spec, semantics, dtype, record, states)
     if len(inputs) != len(spec.inputs):
         raise BadInputError(f"{spec.source}: the model takes {len(spec.inputs)} inputs, got {len(inputs)}")
+    if record or states is not None or stateful_layers(spec) or len({np.shape(x)[0] for x in inputs}) != 1:
+        return _run_graph(spec, fns, inputs, dtype, record)
+    rows = chunk_rows or rows_for_width(widest_gates(spec))
+    outputs = map_chunks(lambda part: _run_graph(spec, fns, part, dtype, False).outputs, inputs, rows,
+                         threads or default_threads())
+    return ForwardResult(outputs=outputs)
+
+
+def widest_gates(spec: ModelSpec) -> int:
+    """The widest weight matrix's column count: for an LSTM of h units, 4h (its step pre-activations)."""
+    return max((w.shape[-1] for layer in spec.layers for w in layer.weights if w.ndim), default=1)
+
+
+def _run_graph(spec: ModelSpec, fns: dict[str, LayerFn], inputs: list[np.ndarray], dtype: np.dtype | type,
+               record: bool) -> ForwardResult:
+    """One pass over the layer graph in dependency order."""
     values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
     for ref, x in zip(spec.inputs, inputs):
         integer = np.asarray(x).dtype.kind in "iu"  # token ids stay integers

@@ -1,8 +1,20 @@
-"""The one sequence loop shared by every recurrent cell, and the cells as pure step functions.
+"""The one sequence loop shared by every recurrent cell, and the cells as step functions.
 
-A cell projects the whole input at once (`x @ kernel + bias` over batch*time rows) and then
-steps: (x_proj_t, states) -> (output, new_states, gates). The loop owns time order
+A cell prepares its whole input once (`cell.prepare(x)`: per-step inputs in time-major order),
+then steps: (x_t, states) -> (output, new_states, gates). The loop owns time order
 (go_backwards), masking (carry states, repeat the previous output) and optional gate recording.
+
+Layout, for speed without changing the math: the LSTM, GRU and SimpleRNN cells keep their
+values feature-major, (units, batch), so each gate is a contiguous block of rows and every
+elementwise pass runs over contiguous memory; a layer's (time, units, batch) output is exactly
+the layout the next layer reads, so stacked layers pass it on without a copy. The LSTM and
+SimpleRNN do one product per step, [kernel; bias; recurrent_kernel]^T @ [x_t; 1; h_tm1]; the
+GRU projects its whole input first (x @ kernel + bias for every step) because its candidate needs
+the recurrent product apart. Gate rows are stored sigmoid-type first (LSTM i, f, o then c~; GRU
+z, r then h~) so one activation call covers them, and when that activation is the logistic
+sigmoid it is evaluated as 0.5 * tanh(0.5 * z) + 0.5 with the 0.5 folded into those rows of the
+weights (a power-of-two scale, hence exact): one tanh pass, in place. ConvLSTM2D keeps
+(batch, rows, cols, filters) for its convolutions.
 """
 from __future__ import annotations
 
@@ -11,21 +23,26 @@ from typing import Protocol
 
 import numpy as np
 
-from .activations import Activation
+from .activations import Activation, sigmoid, tanh
+
+TANH = (tanh, np.tanh)
 
 
 class Cell(Protocol):
     units: int
+    state_count: int
+    input_width: int  # features per step the cell expects
+    batch_last: bool  # states (units, batch) rather than (batch, ...)
 
-    def project(self, x: np.ndarray) -> np.ndarray: ...
-    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]: ...
-    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+    def prepare(self, x: np.ndarray) -> np.ndarray: ...
+    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]: ...
+    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
              ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]: ...
 
 
 @dataclass
 class SequenceResult:
-    """What one recurrent layer call produced.
+    """What one recurrent layer call produced, batch first.
 
     `output` is (batch, time, units) with return_sequences else (batch, units); `states` are the
     final states; `trace` maps a gate or state name to (batch, time, units) in processing order
@@ -45,67 +62,157 @@ def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwa
     go_backwards processes time in reverse and returns outputs in processing order. At a step
     where mask (batch, time) is False every state keeps its value and the emitted output repeats
     the previous one (zeros before the first valid step), or is zeros with zero_output_for_mask
-    (what Bidirectional asks of its layers when returning sequences).
+    (what Bidirectional asks of its layers when returning sequences). `initial_states` and the
+    returned states are batch first.
     """
-    batch, time = x.shape[0], x.shape[1]
-    x_proj = cell.project(x)  # (batch, time, k*units), or (batch, time, rows, cols, 4*filters)
-    states = initial_states if initial_states is not None else cell.zero_states(batch, x_proj.dtype)
+    time = x.shape[1]
+    x_steps = cell.prepare(x)  # (time, features, batch), or (time, batch, ...) when not batch_last
+    inside, outside = (_batch_last, _batch_first) if cell.batch_last else (_same, _same)
+    states = (tuple(inside(s) for s in initial_states) if initial_states is not None
+              else cell.zero_states(x_steps))
     order = range(time - 1, -1, -1) if go_backwards else range(time)
-    output = np.zeros_like(states[0])  # (batch, units), or (batch, rows, cols, filters) for ConvLSTM2D
-    outputs = []
+    output = np.zeros_like(states[0])  # (units, batch), or (batch, rows, cols, filters) for ConvLSTM2D
+    outputs = np.empty((time, *output.shape), dtype=output.dtype) if return_sequences else None  # (time, ...)
+    all_valid = mask.all(axis=0) if mask is not None else None  # (time,): steps where no sample is masked
     steps: dict[str, list[np.ndarray]] = {}
-    for t in order:
-        h, new_states, gates = cell.step(x_proj[:, t], states)
-        if mask is not None:
-            keep = mask[:, t].reshape((batch,) + (1,) * (output.ndim - 1))  # (batch, 1, ...)
+    for k, t in enumerate(order):
+        h, new_states, gates = cell.step(x_steps[t], states)
+        if all_valid is not None and not all_valid[t]:
+            keep = mask[:, t] if cell.batch_last else mask[:, t].reshape((-1,) + (1,) * (output.ndim - 1))
             new_states = tuple(np.where(keep, new, old) for new, old in zip(new_states, states))
             h = np.where(keep, h, 0 if zero_output_for_mask else output)
         states, output = new_states, h
-        if return_sequences:
-            outputs.append(h)
+        if outputs is not None:
+            outputs[k] = h
         if record:
             for name, value in gates.items():
-                steps.setdefault(name, []).append(value)
-    result = np.stack(outputs, axis=1) if return_sequences else output  # (batch, time, units) | (batch, units)
-    trace = {name: np.stack(values, axis=1) for name, values in steps.items()}
-    return SequenceResult(result, states, trace)
+                steps.setdefault(name, []).append(outside(value))
+    if outputs is not None:
+        result = np.moveaxis(outputs, -1, 0) if cell.batch_last else np.moveaxis(outputs, 0, 1)  # (batch, time, ...)
+    else:
+        result = outside(output)  # (batch, units)
+    trace = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (batch, time, units)
+    return SequenceResult(result, tuple(outside(s) for s in states), trace)
+
+
+def _same(array: np.ndarray) -> np.ndarray:
+    return array
+
+
+def _batch_last(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array.T)  # (batch, units) -> (units, batch)
+
+
+def _batch_first(array: np.ndarray) -> np.ndarray:
+    return array.T  # (units, batch) -> (batch, units), a view
+
+
+def feature_major(x: np.ndarray) -> np.ndarray:
+    """x (batch, time, features) as (time, features, batch); free when x is a view of such an array."""
+    return np.ascontiguousarray(np.transpose(x, (1, 2, 0)))
+
+
+class GateLayout:
+    """Where a cell's gates sit along its gate axis and how they are activated in one pass.
+
+    `order` lists Keras' gate blocks in the order we store them, the first `sigmoid_gates` of them
+    taking the recurrent activation. With the logistic sigmoid those blocks are stored halved and
+    activated as 0.5 * tanh + 0.5.
+    """
+
+    def __init__(self, units: int, order: tuple[int, ...], sigmoid_gates: int, recurrent_activation: Activation):
+        self.units, self.order, self.sigmoid_gates = units, order, sigmoid_gates
+        self.recurrent_activation = recurrent_activation
+        self.half_tanh = recurrent_activation is sigmoid
+
+    def arrange(self, array: np.ndarray) -> np.ndarray:
+        """A copy of Keras weights (..., k*units) with gate blocks in storage order, sigmoid blocks halved."""
+        u = self.units
+        out = np.concatenate([array[..., g * u:(g + 1) * u] for g in self.order], axis=-1)  # (..., k*units)
+        if self.half_tanh:
+            out[..., :self.sigmoid_gates * u] *= 0.5
+        return out
+
+    def activate(self, gates: np.ndarray, tanh_done: bool = False) -> None:
+        """Apply the recurrent activation in place to `gates`, the sigmoid-type block; `tanh_done`
+        says it already holds tanh of the stored (halved) pre-activations."""
+        if self.half_tanh:
+            half = gates.dtype.type(0.5)
+            if not tanh_done:
+                np.tanh(gates, out=gates)
+            np.multiply(gates, half, out=gates)
+            np.add(gates, half, out=gates)
+        else:
+            gates[...] = self.recurrent_activation(gates)
+
+
+def joint_weights(layout: GateLayout | None, kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                  bias: np.ndarray | None) -> np.ndarray:
+    """[kernel; bias; recurrent_kernel]^T in storage order: (k*units, features + 1 + units)."""
+    bias = bias if bias is not None else np.zeros(kernel.shape[-1], dtype=kernel.dtype)
+    stacked = np.concatenate([kernel, bias[None], recurrent_kernel])  # (features + 1 + units, k*units)
+    return np.ascontiguousarray((layout.arrange(stacked) if layout else stacked).T)
+
+
+def joint_product(weights: np.ndarray, x_t: np.ndarray, h_tm1: np.ndarray) -> np.ndarray:
+    """weights @ [x_t; 1; h_tm1] for x_t (features, batch) and h_tm1 (units, batch)."""
+    features = x_t.shape[0]
+    xh = np.empty((weights.shape[1], x_t.shape[1]), dtype=weights.dtype)  # (features + 1 + units, batch)
+    xh[:features] = x_t
+    xh[features] = 1
+    xh[features + 1:] = h_tm1
+    return weights @ xh  # (k*units, batch)
+
+
+def lstm_update(z: np.ndarray, c_tm1: np.ndarray, layout: GateLayout, activation: Activation,
+                tanh_everywhere: bool, block) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """c = f*c_tm1 + i*act(c~), h = o*act(c) from pre-activations z, gates i, f, o, c~ (`block(z, k)`
+    is the k-th); z is activated in place."""
+    if tanh_everywhere:
+        np.tanh(z, out=z)  # tanh of c~ and of the halved i, f, o at once
+    else:
+        c_block = block(z, 3)
+        c_block[...] = activation(c_block)
+    layout.activate(block(z, slice(0, 3)), tanh_done=tanh_everywhere)
+    i, f, o, c_hat = block(z, 0), block(z, 1), block(z, 2), block(z, 3)
+    c = f * c_tm1
+    c += i * c_hat
+    h = o * activation(c)
+    return h, c, {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}
 
 
 class LSTMCell:
-    """c = f*c_tm1 + i*act(c~), h = o*act(c), with gate columns i, f, c, o in kernel order."""
+    """c = f*c_tm1 + i*act(c~), h = o*act(c); Keras' gate columns i, f, c, o are stored i, f, o, c~."""
+
+    state_count = 2
+    batch_last = True
 
     def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
                  activation: Activation, recurrent_activation: Activation):
-        self.kernel = kernel  # (features, 4*units)
-        self.recurrent_kernel = recurrent_kernel  # (units, 4*units)
-        self.bias = bias  # (4*units,) or None
-        self.activation = activation
-        self.recurrent_activation = recurrent_activation
         self.units = recurrent_kernel.shape[0]
+        self.input_width = kernel.shape[0]
+        self.layout = GateLayout(self.units, (0, 1, 3, 2), 3, recurrent_activation)
+        self.weights = joint_weights(self.layout, kernel, recurrent_kernel, bias)  # (4*units, features+1+units)
+        self.activation = activation
+        self.tanh_everywhere = self.layout.half_tanh and activation in TANH
 
-    def project(self, x: np.ndarray) -> np.ndarray:
-        batch, time, features = x.shape
-        z = x.reshape(batch * time, features) @ self.kernel  # (batch*time, 4*units)
-        if self.bias is not None:
-            z += self.bias
-        return z.reshape(batch, time, -1)  # (batch, time, 4*units)
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        return feature_major(x)  # (time, features, batch)
 
-    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        zeros = np.zeros((batch, self.units), dtype=dtype)  # (batch, units)
-        return zeros, zeros.copy()
+    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
+        shape = (self.units, x_steps.shape[-1])  # (units, batch)
+        return tuple(np.zeros(shape, dtype=self.weights.dtype) for _ in range(self.state_count))
 
-    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
-        h_tm1, c_tm1 = states  # (batch, units) each
+    def block(self, z: np.ndarray, k: int | slice) -> np.ndarray:
         u = self.units
-        z = x_proj_t + h_tm1 @ self.recurrent_kernel  # (batch, 4*units)
-        i = self.recurrent_activation(z[:, :u])  # (batch, units)
-        f = self.recurrent_activation(z[:, u:2 * u])  # (batch, units)
-        c_hat = self.activation(z[:, 2 * u:3 * u])  # (batch, units)
-        o = self.recurrent_activation(z[:, 3 * u:])  # (batch, units)
-        c = f * c_tm1 + i * c_hat  # (batch, units)
-        h = o * self.activation(c)  # (batch, units)
-        return h, (h, c), {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}
+        return z[k * u:(k + 1) * u] if isinstance(k, int) else z[k.start * u:k.stop * u]
+
+    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
+             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        h_tm1, c_tm1 = states  # (units, batch) each
+        z = joint_product(self.weights, x_t, h_tm1)  # (4*units, batch), rows i, f, o, c~
+        h, c, gates = lstm_update(z, c_tm1, self.layout, self.activation, self.tanh_everywhere, self.block)
+        return h, (h, c), gates
 
 
 class GRUCell:
@@ -116,107 +223,122 @@ class GRUCell:
     h = z * h_tm1 + (1 - z) * h~
     """
 
+    state_count = 1
+    batch_last = True
+
     def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
                  activation: Activation, recurrent_activation: Activation, reset_after: bool):
-        self.kernel = kernel  # (features, 3*units)
-        self.recurrent_kernel = recurrent_kernel  # (units, 3*units)
-        self.units = recurrent_kernel.shape[0]
+        self.units = u = recurrent_kernel.shape[0]
+        self.input_width = kernel.shape[0]
+        self.layout = GateLayout(u, (0, 1, 2), 2, recurrent_activation)
+        self.kernel_t = np.ascontiguousarray(self.layout.arrange(kernel).T)  # (3*units, features)
+        recurrent_t = np.ascontiguousarray(self.layout.arrange(recurrent_kernel).T)  # (3*units, units)
         self.reset_after = reset_after
+        self.recurrent_t = recurrent_t
+        self.recurrent_zr_t, self.recurrent_h_t = recurrent_t[:2 * u], recurrent_t[2 * u:]  # (2u, u), (u, u)
+        bias = self.layout.arrange(bias) if bias is not None else None
         if bias is not None and reset_after:
-            self.input_bias, self.recurrent_bias = bias[0], bias[1]  # (3*units,) each
+            self.input_bias, self.recurrent_bias = bias[0][:, None], bias[1][:, None]  # (3*units, 1) each
         else:
-            self.input_bias, self.recurrent_bias = bias, None  # (3*units,) or None
+            self.input_bias, self.recurrent_bias = (bias[:, None] if bias is not None else None), None
         self.activation = activation
-        self.recurrent_activation = recurrent_activation
 
-    def project(self, x: np.ndarray) -> np.ndarray:
-        batch, time, features = x.shape
-        z = x.reshape(batch * time, features) @ self.kernel  # (batch*time, 3*units)
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        x_proj = self.kernel_t @ feature_major(x)  # (time, 3*units, batch)
         if self.input_bias is not None:
-            z += self.input_bias
-        return z.reshape(batch, time, -1)  # (batch, time, 3*units)
+            x_proj += self.input_bias
+        return x_proj
 
-    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        return (np.zeros((batch, self.units), dtype=dtype),)  # (batch, units)
+    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (np.zeros((self.units, x_steps.shape[-1]), dtype=x_steps.dtype),)  # (units, batch)
 
-    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
              ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
-        (h_tm1,) = states  # (batch, units)
+        (h_tm1,) = states  # (units, batch)
         u = self.units
         if self.reset_after:
-            inner = h_tm1 @ self.recurrent_kernel  # (batch, 3*units)
+            inner = self.recurrent_t @ h_tm1  # (3*units, batch)
             if self.recurrent_bias is not None:
                 inner += self.recurrent_bias
-            z = self.recurrent_activation(x_proj_t[:, :u] + inner[:, :u])  # (batch, units)
-            r = self.recurrent_activation(x_proj_t[:, u:2 * u] + inner[:, u:2 * u])  # (batch, units)
-            h_hat = self.activation(x_proj_t[:, 2 * u:] + r * inner[:, 2 * u:])  # (batch, units)
+            zr = inner[:2 * u]  # (2*units, batch)
+            zr += x_t[:2 * u]
         else:
-            inner = h_tm1 @ self.recurrent_kernel[:, :2 * u]  # (batch, 2*units)
-            z = self.recurrent_activation(x_proj_t[:, :u] + inner[:, :u])  # (batch, units)
-            r = self.recurrent_activation(x_proj_t[:, u:2 * u] + inner[:, u:])  # (batch, units)
-            h_hat = self.activation(x_proj_t[:, 2 * u:] + (r * h_tm1) @ self.recurrent_kernel[:, 2 * u:])
-        h = z * h_tm1 + (1 - z) * h_hat  # (batch, units)
+            zr = self.recurrent_zr_t @ h_tm1  # (2*units, batch)
+            zr += x_t[:2 * u]
+        self.layout.activate(zr)
+        z, r = zr[:u], zr[u:]  # (units, batch) each
+        if self.reset_after:
+            h_hat = self.activation(x_t[2 * u:] + r * inner[2 * u:])  # (units, batch)
+        else:
+            h_hat = self.activation(x_t[2 * u:] + self.recurrent_h_t @ (r * h_tm1))  # (units, batch)
+        h = z * h_tm1 + (1 - z) * h_hat  # (units, batch)
         return h, (h,), {"z": z, "r": r, "h_hat": h_hat, "h": h}
 
 
 class SimpleRNNCell:
     """h = act(x @ kernel + bias + h_tm1 @ recurrent_kernel)."""
 
+    state_count = 1
+    batch_last = True
+
     def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
                  activation: Activation):
-        self.kernel = kernel  # (features, units)
-        self.recurrent_kernel = recurrent_kernel  # (units, units)
-        self.bias = bias  # (units,) or None
-        self.activation = activation
         self.units = recurrent_kernel.shape[0]
+        self.input_width = kernel.shape[0]
+        self.weights = joint_weights(None, kernel, recurrent_kernel, bias)
+        self.activation = activation
 
-    project = LSTMCell.project
+    prepare = LSTMCell.prepare
+    zero_states = LSTMCell.zero_states
 
-    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        return (np.zeros((batch, self.units), dtype=dtype),)  # (batch, units)
-
-    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
              ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
-        (h_tm1,) = states  # (batch, units)
-        h = self.activation(x_proj_t + h_tm1 @ self.recurrent_kernel)  # (batch, units)
+        (h_tm1,) = states  # (units, batch)
+        h = self.activation(joint_product(self.weights, x_t, h_tm1))  # (units, batch)
         return h, (h,), {"h": h}
 
 
-class ConvLSTM2DCell(LSTMCell):
+class ConvLSTM2DCell:
     """The LSTM equations with convolutions in place of products: the input convolution uses the
     layer's strides/padding/dilation, the recurrent one 'same' padding and stride 1.
-    Gate blocks i, f, c, o along the last (filters) axis; states are (batch, rows, cols, filters)."""
+    Gate blocks along the last (filters) axis; states are (batch, rows, cols, filters)."""
+
+    state_count = 2
+    batch_last = False
 
     def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
                  activation: Activation, recurrent_activation: Activation, convolve, strides: tuple[int, int],
                  dilation: tuple[int, int], padding: str):
-        super().__init__(kernel, recurrent_kernel, bias, activation, recurrent_activation)
         self.units = recurrent_kernel.shape[-2]  # filters
+        self.input_width = kernel.shape[-2]  # channels
+        self.layout = GateLayout(self.units, (0, 1, 3, 2), 3, recurrent_activation)
+        self.kernel = self.layout.arrange(kernel)  # (kr, kc, channels, 4*filters)
+        self.recurrent_kernel = self.layout.arrange(recurrent_kernel)  # (kr, kc, filters, 4*filters)
+        self.bias = self.layout.arrange(bias) if bias is not None else None  # (4*filters,)
+        self.activation = activation
+        self.tanh_everywhere = self.layout.half_tanh and activation in TANH
         self.convolve, self.strides, self.dilation, self.padding = convolve, strides, dilation, padding
-        self.state_shape: tuple[int, ...] = ()
 
-    def project(self, x: np.ndarray) -> np.ndarray:
-        batch, time = x.shape[:2]
-        z = self.convolve(x.reshape((batch * time, *x.shape[2:])), self.kernel, self.strides, self.dilation,
-                          self.padding)  # (batch*time, rows', cols', 4*filters)
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        batch, time = x.shape[0], x.shape[1]
+        rows = np.ascontiguousarray(np.swapaxes(x, 0, 1)).reshape((-1, *x.shape[2:]))  # (time*batch, r, c, ch)
+        z = self.convolve(rows, self.kernel, self.strides, self.dilation, self.padding)  # (time*batch, r', c', 4f)
         if self.bias is not None:
             z += self.bias
-        self.state_shape = z.shape[1:-1]
-        return z.reshape((batch, time, *z.shape[1:]))  # (batch, time, rows', cols', 4*filters)
+        return z.reshape((time, batch, *z.shape[1:]))  # (time, batch, rows', cols', 4*filters)
 
-    def zero_states(self, batch: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        zeros = np.zeros((batch, *self.state_shape, self.units), dtype=dtype)  # (batch, rows', cols', filters)
-        return zeros, zeros.copy()
+    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
+        shape = (*x_steps.shape[1:-1], self.units)  # (batch, rows', cols', filters)
+        return tuple(np.zeros(shape, dtype=x_steps.dtype) for _ in range(self.state_count))
 
-    def step(self, x_proj_t: np.ndarray, states: tuple[np.ndarray, ...]
+    def block(self, z: np.ndarray, k: int | slice) -> np.ndarray:
+        u = self.units
+        return z[..., k * u:(k + 1) * u] if isinstance(k, int) else z[..., k.start * u:k.stop * u]
+
+    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
              ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
         h_tm1, c_tm1 = states  # (batch, rows', cols', filters) each
-        u = self.units
-        z = x_proj_t + self.convolve(h_tm1, self.recurrent_kernel, (1, 1), (1, 1), "same")  # (..., 4*filters)
-        i = self.recurrent_activation(z[..., :u])
-        f = self.recurrent_activation(z[..., u:2 * u])
-        c_hat = self.activation(z[..., 2 * u:3 * u])
-        o = self.recurrent_activation(z[..., 3 * u:])
-        c = f * c_tm1 + i * c_hat
-        h = o * self.activation(c)
-        return h, (h, c), {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}
+        z = self.convolve(h_tm1, self.recurrent_kernel, (1, 1), (1, 1), "same")  # (batch, rows', cols', 4f)
+        z += x_t
+        h, c, gates = lstm_update(z, c_tm1, self.layout, self.activation, self.tanh_everywhere, self.block)
+        return h, (h, c), gates

@@ -83,7 +83,6 @@ def build_recurrent(layer: LayerSpec, ctx: Context) -> LayerFn:
     if options["time_major"]:
         raise unsupported_option(ctx, layer, "time_major", True, "time_major=False")
     cell = _make_cell(layer, ctx, options)
-    state_count = 2 if layer.class_name == "LSTM" else 1
     stateful = bool(options["stateful"])
 
     def run(inputs: list[np.ndarray], masks: list) -> LayerResult:
@@ -91,8 +90,8 @@ def build_recurrent(layer: LayerSpec, ctx: Context) -> LayerFn:
         rank = 5 if layer.class_name == "ConvLSTM2D" else 3
         if x.ndim != rank:
             raise BadInputError(f"{where(ctx, layer)}: expects a {rank}-D input (batch, time, ...), got {x.shape}")
-        check_width(layer, ctx, x, cell.kernel.shape[-2])
-        initial = _initial_states(layer, ctx, inputs[1:], x.shape[0], cell.units, state_count)
+        check_width(layer, ctx, x, cell.input_width)
+        initial = _initial_states(layer, ctx, inputs[1:], x.shape[0], cell.units, cell.state_count)
         if initial is None and stateful and ctx.states is not None and layer.name in ctx.states:
             initial = ctx.states[layer.name]
             if initial[0].shape[0] != x.shape[0]:
