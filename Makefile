@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF_PINS ?= "tensorflow==2.21.*" "tf-keras==2.21.*"
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test sample-models lint clean
+.PHONY: install demo test bench sample-models lint clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ demo: install
 test: install
 	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Speed and memory against Keras, measured in the same run (not a test: nothing here is timed in CI).
+# OpenBLAS tuning variables some machines set would skew the matmul rate: unset for this command only.
+bench: install
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py
 
 sample-models: install
 	$(BIN)/python sample_models/make_sample_models.py

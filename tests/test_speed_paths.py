@@ -12,7 +12,7 @@ import pytest
 from conftest import build_model, build_with, keras_predict, save_model
 from lstm_parity.formats import open_model
 from lstm_parity.reference.forward import forward
-from lstm_parity.reference.parallel import map_chunks, rows_for_width, split_rows
+from lstm_parity.reference.parallel import map_chunks, plan_rows, rows_for_width, split_rows
 
 MODELS = {
     "lstm-stack": [("LSTM", {"units": 12, "return_sequences": True}), ("LSTM", {"units": 7}), ("Dense", {"units": 3})],
@@ -82,6 +82,8 @@ def test_map_chunks_reassembles_rows_in_order_with_every_output():
 def test_chunk_rows_follow_gate_width():
     assert rows_for_width(512) == 512  # LSTM of 128 units: 4h = 512
     assert rows_for_width(20) == 4096 and rows_for_width(10 ** 6) == 32  # clamped both ways
+    assert plan_rows(1000, 60, 256, threads=2) == 500  # worth splitting: each thread gets half
+    assert plan_rows(10_000, 4, 20, threads=2) == 4096  # tiny work: cache-sized chunks, no forced split
 
 
 def test_stateful_model_is_not_chunked(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..spec import ModelSpec, TensorRef
 from .layers import Context, LayerFn, build_layer
-from .parallel import default_threads, map_chunks, rows_for_width
+from .parallel import default_threads, map_chunks, plan_rows
 
 
 MASK_CONSUMERS = {"LSTM", "GRU", "SimpleRNN", "ConvLSTM2D", "Bidirectional", "TimeDistributed",
@@ -57,9 +57,10 @@ def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None 
         raise BadInputError(f"{spec.source}: the model takes {len(spec.inputs)} inputs, got {len(inputs)}")
     if record or states is not None or stateful_layers(spec) or len({np.shape(x)[0] for x in inputs}) != 1:
         return _run_graph(spec, fns, inputs, dtype, record)
-    rows = chunk_rows or rows_for_width(widest_gates(spec))
-    outputs = map_chunks(lambda part: _run_graph(spec, fns, part, dtype, False).outputs, inputs, rows,
-                         threads or default_threads())
+    threads = threads or default_threads()
+    x = np.asarray(inputs[0])
+    rows = chunk_rows or plan_rows(x.shape[0], x.shape[1] if x.ndim > 2 else 1, widest_gates(spec), threads)
+    outputs = map_chunks(lambda part: _run_graph(spec, fns, part, dtype, False).outputs, inputs, rows, threads)
     return ForwardResult(outputs=outputs)
 
 

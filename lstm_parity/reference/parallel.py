@@ -33,6 +33,18 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+PARALLEL_WORK = 4_000_000  # batch * time * gate width below which threads cost more than they save
+
+
+def plan_rows(batch: int, time: int, gate_width: int, threads: int) -> int:
+    """Rows per chunk: cache-sized, and small enough that every thread gets work when the batch is
+    worth splitting at all."""
+    rows = rows_for_width(gate_width)
+    if threads > 1 and batch * time * gate_width >= PARALLEL_WORK:
+        rows = min(rows, max(MIN_ROWS, -(-batch // threads)))
+    return rows
+
+
 def rows_for_width(gate_width: int) -> int:
     """Rows per chunk so that one step's (gate_width, rows) pre-activations hold STEP_VALUES values.
 

@@ -107,6 +107,31 @@ def _batch_first(array: np.ndarray) -> np.ndarray:
     return array.T  # (units, batch) -> (batch, units), a view
 
 
+class ProjectedSteps:
+    """Input projections computed a block of steps at a time, on first use: the whole sequence's
+    (time, k*units, batch) would not stay in cache, a block of STEPS_PER_BLOCK steps does."""
+
+    STEPS_PER_BLOCK = 8
+
+    def __init__(self, project, x: np.ndarray, width: int):
+        self.project, self.x = project, x
+        self.shape = (x.shape[1], width, x.shape[0])  # (time, k*units, batch)
+        self.start, self.block = -1, None
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if self.block is None or not self.start <= t < self.start + self.STEPS_PER_BLOCK:
+            self.start = t - t % self.STEPS_PER_BLOCK
+            self.block = self.project(self.x[:, self.start:self.start + self.STEPS_PER_BLOCK])
+        return self.block[t - self.start]  # (k*units, batch)
+
+
+def activate_in_place(activation: Activation, values: np.ndarray) -> np.ndarray:
+    """activation(values), overwriting `values` when the activation is tanh (no new array)."""
+    if activation in TANH:
+        return np.tanh(values, out=values)
+    return activation(values)
+
+
 def feature_major(x: np.ndarray) -> np.ndarray:
     """x (batch, time, features) as (time, features, batch); free when x is a view of such an array."""
     return np.ascontiguousarray(np.transpose(x, (1, 2, 0)))
@@ -177,7 +202,8 @@ def lstm_update(z: np.ndarray, c_tm1: np.ndarray, layout: GateLayout, activation
     i, f, o, c_hat = block(z, 0), block(z, 1), block(z, 2), block(z, 3)
     c = f * c_tm1
     c += i * c_hat
-    h = o * activation(c)
+    h = activation(c)
+    h = h * o if h is c else np.multiply(h, o, out=h)
     return h, c, {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}
 
 
@@ -243,14 +269,20 @@ class GRUCell:
             self.input_bias, self.recurrent_bias = (bias[:, None] if bias is not None else None), None
         self.activation = activation
 
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        x_proj = self.kernel_t @ feature_major(x)  # (time, 3*units, batch)
+    def prepare(self, x: np.ndarray) -> "ProjectedSteps":
+        return ProjectedSteps(self.project, x, self.units * 3)
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """x (batch, time, features) -> x @ kernel + input bias as (time, 3*units, batch)."""
+        batch, time, features = x.shape
+        rows = np.ascontiguousarray(np.transpose(x, (2, 1, 0))).reshape(features, time * batch)  # (features, t*b)
+        x_proj = self.kernel_t @ rows  # (3*units, time*batch): one product for a block of steps
         if self.input_bias is not None:
             x_proj += self.input_bias
-        return x_proj
+        return np.swapaxes(x_proj.reshape(-1, time, batch), 0, 1)  # (time, 3*units, batch), a view
 
     def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
-        return (np.zeros((self.units, x_steps.shape[-1]), dtype=x_steps.dtype),)  # (units, batch)
+        return (np.zeros((self.units, x_steps.shape[-1]), dtype=self.kernel_t.dtype),)  # (units, batch)
 
     def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
              ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
@@ -261,17 +293,20 @@ class GRUCell:
             if self.recurrent_bias is not None:
                 inner += self.recurrent_bias
             zr = inner[:2 * u]  # (2*units, batch)
-            zr += x_t[:2 * u]
         else:
             zr = self.recurrent_zr_t @ h_tm1  # (2*units, batch)
-            zr += x_t[:2 * u]
+        zr += x_t[:2 * u]
         self.layout.activate(zr)
         z, r = zr[:u], zr[u:]  # (units, batch) each
         if self.reset_after:
-            h_hat = self.activation(x_t[2 * u:] + r * inner[2 * u:])  # (units, batch)
+            candidate = inner[2 * u:]  # (units, batch): h_tm1 @ U_h + b_rec_h
+            candidate *= r
         else:
-            h_hat = self.activation(x_t[2 * u:] + self.recurrent_h_t @ (r * h_tm1))  # (units, batch)
-        h = z * h_tm1 + (1 - z) * h_hat  # (units, batch)
+            candidate = self.recurrent_h_t @ (r * h_tm1)  # (units, batch)
+        candidate += x_t[2 * u:]
+        h_hat = activate_in_place(self.activation, candidate)  # (units, batch)
+        h = z * h_tm1  # (units, batch)
+        h += (1 - z) * h_hat
         return h, (h,), {"z": z, "r": r, "h_hat": h_hat, "h": h}
 
 
