@@ -19,8 +19,10 @@ from .spec import ModelSpec
 MAX_RATIO = 1000  # an .npz member expanding more than this (and past 64 MiB) is refused as a zip bomb
 
 
-def _check_npy_header(stream, available: int, where: str) -> None:
-    """Refuse a .npy whose header declares more data than the bytes that follow it (or a pickle)."""
+def _check_npy_header(stream, available: int, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Refuse a .npy whose header declares more data than the bytes that follow it (or a pickle).
+
+    Returns (shape, fortran_order, dtype); the stream is left at the first data byte."""
     try:
         version = np.lib.format.read_magic(stream)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -33,6 +35,7 @@ def _check_npy_header(stream, available: int, where: str) -> None:
     if declared > available - stream.tell():
         raise BadInputError(f"{where}: declares shape {shape} ({declared} bytes) but holds only "
                             f"{available - stream.tell()} bytes of data (truncated or forged)")
+    return tuple(shape), bool(fortran), dtype
 
 
 def _guard(path: str) -> None:
@@ -89,6 +92,17 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
     A single array missing only the batch axis (e.g. (time, features)) is taken as one sample.
     Raises BadInputError naming the expected shape and dtype.
     """
+    selected = select_inputs(spec, loaded, source)
+    prepared = [check_layout(np.asarray(a), shape, where, tokens) for a, shape, where, tokens in selected]
+    check_batches(spec, prepared, source)
+    for array, (_, _, where, _) in zip(prepared, selected):
+        check_values(array, where)
+    return prepared
+
+
+def select_inputs(spec: ModelSpec, loaded, source: str) -> list[tuple]:
+    """Match the file's arrays (or row readers) to the model's inputs by name, x0.., or position;
+    returns (array, declared shape, where, feeds an Embedding) per model input. Raises BadInputError."""
     names = spec.input_names
     if isinstance(loaded, dict):
         if len(names) == 1 and len(loaded) == 1:
@@ -105,9 +119,12 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
             raise BadInputError(f"{source}: the model takes {len(names)} inputs {names}; pass an .npz "
                                 f"keyed by those names or x0..x{len(names) - 1}")
         arrays = [loaded]
-    prepared = []
-    for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs()):
-        prepared.append(_check_input(np.asarray(array), shape, f"{source}: input {name!r}", tokens))
+    return [(array, shape, f"{source}: input {name!r}", tokens)
+            for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs())]
+
+
+def check_batches(spec: ModelSpec, prepared: list, source: str) -> None:
+    """All inputs have the same batch size, a multiple of the model's fixed batch size if it has one."""
     batches = {a.shape[0] for a in prepared}
     if len(batches) > 1:
         raise BadInputError(f"{source}: inputs have different batch sizes {sorted(batches)}")
@@ -115,10 +132,17 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
     if fixed and prepared[0].shape[0] % fixed:
         raise BadInputError(f"{source}: the model has a fixed batch size of {fixed}; INPUT has "
                             f"{prepared[0].shape[0]} samples, not a multiple of it")
-    return prepared
 
 
 def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str, tokens: bool) -> np.ndarray:
+    array = check_layout(array, shape, where, tokens)
+    check_values(array, where)
+    return array
+
+
+def check_layout(array, shape: tuple[int | None, ...], where: str, tokens: bool):
+    """Dtype and shape of an input (an array, or anything with .shape/.ndim/.dtype such as a row
+    reader) against the model's declared shape; adds the batch axis to a single sample."""
     expected = _describe(shape)
     if tokens and array.dtype.kind not in "iu":
         raise BadInputError(f"{where}: dtype {array.dtype}, but this input feeds an Embedding; expected integer "
@@ -126,7 +150,7 @@ def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str, t
     if not tokens and array.dtype.kind != "f":
         raise BadInputError(f"{where}: dtype {array.dtype}; expected float32 values of shape {expected}")
     if array.ndim == len(shape) - 1:
-        array = array[None]  # one sample without its batch axis
+        array = np.asarray(array)[None]  # one sample without its batch axis
     if array.ndim != len(shape):
         raise BadInputError(f"{where}: has shape {array.shape}, expected {expected}")
     for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:]), start=1):
@@ -137,11 +161,16 @@ def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str, t
         raise BadInputError(f"{where}: has zero samples")
     if any(d == 0 for d in array.shape[1:]):
         raise BadInputError(f"{where}: has an empty axis in shape {array.shape}")
+    return array
+
+
+def check_values(array: np.ndarray, where: str, offset: int = 0) -> None:
+    """Refuse NaN/Inf in float inputs; `offset` is the first row's index in the whole input."""
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))
-        raise BadInputError(f"{where}: holds {len(bad)} NaN/Inf values (first at index {tuple(bad[0].tolist())}); "
+        first = (int(bad[0][0]) + offset, *bad[0][1:].tolist())
+        raise BadInputError(f"{where}: holds {len(bad)} NaN/Inf values (first at index {first}); "
                             f"parity is checked on finite inputs only")
-    return array
 
 
 def save_inputs(path: str, inputs: list[np.ndarray], names: list[str]) -> None:

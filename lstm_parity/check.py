@@ -110,12 +110,7 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
         reference = recorded.outputs
     else:
         reference = predict_batches(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size)
-    notes = []
-    if stateful_layers(spec):
-        notes.append(f"stateful layers {stateful_layers(spec)}: states carried across predict batches of "
-                     f"{batch_size}, starting from zeros, as Keras does")
-    if any(layer.converted for layer in spec.layers):
-        notes += [f"{layer.name}: {layer.converted}" for layer in spec.layers if layer.converted]
+    notes = report_notes(spec, batch_size)
     tolerance = tolerance or Tolerance()
     against_expected = None
     if expected is not None:
@@ -164,6 +159,16 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
     return CheckReport(keras_package=run.package, keras_version=run.version,
                        weights=check_weights(spec, run.layer_weights), comparison=comparison,
                        notes=tuple(notes), keras_outputs=tuple(run.outputs), layerwise=rows, **common)
+
+
+def report_notes(spec: ModelSpec, batch_size: int) -> list[str]:
+    """What the report must say about how the model was computed: stateful batches, converted layers."""
+    notes = []
+    if stateful_layers(spec):
+        notes.append(f"stateful layers {stateful_layers(spec)}: states carried across predict batches of "
+                     f"{batch_size}, starting from zeros, as Keras does")
+    notes += [f"{layer.name}: {layer.converted}" for layer in spec.layers if layer.converted]
+    return notes
 
 
 def layerwise_rows(spec: ModelSpec, ours: dict[str, list[np.ndarray]], theirs: dict[str, list[np.ndarray]],

@@ -71,6 +71,12 @@ semantics_option = click.option(
          "(e.g. hard_sigmoid is clip(0.2x+0.5) in keras2, relu6(x+3)/6 in keras3).")
 
 
+chunk_option = click.option(
+    "--chunk-size", "chunk_size", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Stream INPUT N samples at a time (memory-mapped; peak memory follows N, not the file). "
+         "Default: inputs over 32 MB stream in chunks of about 32 MB; smaller ones are read whole.")
+
+
 def input_options(command: Any) -> Any:
     """INPUT is optional: without it, inputs are generated from the model's config."""
     options = [
@@ -149,12 +155,13 @@ Examples:
 @click.option("--trust-model-code", is_flag=True,
               help="DANGEROUS: let Keras load Lambda layers, which runs Python code stored in the model file, "
                    "and load Keras 3 files outside safe_mode. Only for files you made or fully trust.")
+@chunk_option
 @input_options
 def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple[str, ...], dtype: str,
           semantics: str | None, batch_size: int, expected: str | None, no_keras: bool, save_outputs: str | None,
           json_path: str | None, junit_path: str | None, layerwise: bool, expected_trace: str | None, sample: int,
-          quiet: bool, trust_model_code: bool, samples: int, seed: int, timesteps: int, value_range: str,
-          save_inputs: str | None) -> None:
+          quiet: bool, trust_model_code: bool, chunk_size: int | None, samples: int, seed: int, timesteps: int,
+          value_range: str, save_inputs: str | None) -> None:
     """Compare the NumPy reference with Keras model.predict (and/or with --expected outputs) on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
@@ -169,9 +176,25 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
 
+    from .streaming import stream_check, worth_streaming
+
     protected = [model] + [p for p in (input_file, expected, expected_trace) if p]
     tolerance = parse_tolerance(list(atol), list(rtol))
     spec = open_model(model)
+    whole_arrays = [name for name, used in (("--layerwise", layerwise), ("--expected-trace", expected_trace),
+                                            ("--save-outputs", save_outputs), ("--save-inputs", save_inputs)) if used]
+    if worth_streaming(input_file, chunk_size) and not (whole_arrays and chunk_size is None):
+        if whole_arrays:
+            raise BadInputError(f"{input_file}: --chunk-size streams INPUT and keeps no whole arrays; "
+                                f"{', '.join(whole_arrays)} need them (drop --chunk-size)")
+        report = stream_check(spec, input_file, semantics=semantics, dtype=dtype, tolerance=tolerance,
+                              batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
+                              expected_path=expected, chunk_rows=chunk_size, show_progress=not quiet)
+        code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
+        _emit_check(report, code, json_path, junit_path, quiet, protected)
+        if code:
+            sys.exit(code)
+        return
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
     expected_outputs = load_expected(spec, expected) if expected else None
     console = None if quiet or json_path == "-" else _console()
@@ -286,13 +309,17 @@ Examples:
 @semantics_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch size of predict; matters only for stateful models, whose states carry across batches.")
+@chunk_option
 @input_options
 def predict(model: str, input_file: str | None, output: str, dtype: str, semantics: str | None, batch_size: int,
-            samples: int, seed: int, timesteps: int, value_range: str, save_inputs: str | None) -> None:
+            chunk_size: int | None, samples: int, seed: int, timesteps: int, value_range: str,
+            save_inputs: str | None) -> None:
     """Run only the NumPy reference on INPUT and save its outputs (never imports TensorFlow).
 
     MODEL may be a .h5, a .keras or a JSON dump written by `lstm-parity dump`. Without INPUT,
-    inputs are generated from the model's config (see --samples).
+    inputs are generated from the model's config (see --samples). An INPUT bigger than memory
+    is fine: it is memory-mapped and computed --chunk-size samples at a time (a progress bar
+    shows on a terminal), the outputs written as they come.
     """
     import numpy as np
 
@@ -300,10 +327,18 @@ def predict(model: str, input_file: str | None, output: str, dtype: str, semanti
     from .atomicio import refuse_overwriting_inputs
     from .formats import open_model
     from .reference.forward import predict_batches
+    from .streaming import stream_predict, worth_streaming
 
     protected = [model] + ([input_file] if input_file else [])
     refuse_overwriting_inputs(output, protected)
     spec = open_model(model)
+    if chunk_size and save_inputs:
+        raise BadInputError(f"{input_file}: --chunk-size streams INPUT; --save-inputs would copy it whole "
+                            f"(drop one of them)")
+    if input_file and not save_inputs and worth_streaming(input_file, chunk_size):
+        stream_predict(spec, input_file, output, dtype=dtype, semantics=semantics, batch_size=batch_size,
+                       chunk_rows=chunk_size)
+        return
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
     outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
     save_outputs(output, outputs, spec.output_names)

@@ -30,12 +30,17 @@ def load_expected(spec: Any, path: str) -> list[np.ndarray]:
     from .arrays import load_arrays
 
     loaded = load_arrays(path)
+    return [np.asarray(a) for a in select_outputs(spec, loaded, path)]
+
+
+def select_outputs(spec: Any, loaded: Any, path: str) -> list:
+    """The model's outputs, in order, from a file's arrays (or row readers): by name, y0.., or alone."""
     names = spec.output_names
     if not isinstance(loaded, dict):
         if len(names) != 1:
             raise BadInputError(f"{path}: the model has {len(names)} outputs {names}; pass an .npz keyed by those "
                                 f"names or y0..y{len(names) - 1}")
-        return [np.asarray(loaded)]
+        return [loaded]
     if len(names) == 1 and len(loaded) == 1:
         return list(loaded.values())
     for keys in (names, [f"y{i}" for i in range(len(names))]):

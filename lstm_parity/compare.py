@@ -4,7 +4,7 @@ Nothing here renders or reads files: it turns arrays into a ComparisonResult.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -69,32 +69,71 @@ class ComparisonResult:
         return all(o.passed for o in self.outputs)
 
 
+class OutputAccumulator:
+    """Compare one output chunk by chunk (rows of the batch in order) with bounded memory; a single
+    chunk gives exactly compare_output's result. `result()` reports indices in the whole batch."""
+
+    def __init__(self, name: str, atol: float, rtol: float):
+        self.name, self.atol, self.rtol = name, atol, rtol
+        self.rows, self.tail = 0, None  # samples seen; shape of one sample
+        self.max_abs, self.worst, self.ref_at, self.got_at = -1.0, (), 0.0, 0.0
+        self.max_rel = self.needed = self.sum_abs = 0.0
+        self.count = self.nan_mismatches = 0
+        self.ok, self.shape_mismatch = True, ""
+
+    def add(self, reference: np.ndarray, other: np.ndarray) -> None:
+        ref = np.asarray(reference, dtype=np.float64)
+        got = np.asarray(other, dtype=np.float64)
+        offset = self.rows
+        self.rows += ref.shape[0] if ref.ndim else 1
+        self.tail = tuple(ref.shape[1:])
+        if ref.shape != got.shape:
+            self.shape_mismatch = self.shape_mismatch or f"reference {ref.shape} vs other {got.shape}"
+            return
+        nonfinite = ~np.isfinite(ref) | ~np.isfinite(got)
+        equal_special = (np.isnan(ref) & np.isnan(got)) | (np.isinf(ref) & (ref == got))
+        mismatch_special = nonfinite & ~equal_special  # NaN or an infinity on one side only, or +inf vs -inf
+        with np.errstate(invalid="ignore"):
+            diff = np.where(nonfinite, np.where(equal_special, 0.0, np.inf), np.abs(got - ref))  # (chunk shape)
+        if diff.size == 0:
+            return
+        scale = np.where(nonfinite, 0.0, np.abs(ref))
+        worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        if diff[worst] > self.max_abs:
+            self.max_abs = float(diff[worst])
+            self.worst = tuple(int(i) + (offset if axis == 0 else 0) for axis, i in enumerate(worst))
+            self.ref_at, self.got_at = float(ref[worst]), float(got[worst])
+        nonzero = scale > 0
+        if np.any(nonzero):
+            self.max_rel = max(self.max_rel, float(np.max(diff[nonzero] / scale[nonzero])))
+        self.needed = max(self.needed, float(np.max(np.maximum(diff - self.rtol * scale, 0.0))))
+        self.sum_abs += float(np.sum(diff))
+        self.count += diff.size
+        self.ok = self.ok and bool(np.all(diff <= self.atol + self.rtol * scale)) and not np.any(mismatch_special)
+        self.nan_mismatches += int(np.sum(mismatch_special))
+
+    def result(self) -> OutputComparison:
+        shape = ((self.rows, *self.tail) if self.tail is not None else ())
+        if self.shape_mismatch:
+            return OutputComparison(self.name, shape, self.atol, self.rtol, float("inf"), float("inf"), float("inf"),
+                                    (), float("nan"), float("nan"), float("inf"), 0, self.shape_mismatch, False)
+        if self.count == 0:
+            return OutputComparison(self.name, shape, self.atol, self.rtol, 0.0, 0.0, 0.0, (), 0.0, 0.0, 0.0, 0, "",
+                                    True)
+        return OutputComparison(
+            name=self.name, shape=shape, atol=self.atol, rtol=self.rtol, max_abs_diff=self.max_abs,
+            max_rel_diff=self.max_rel, mean_abs_diff=self.sum_abs / self.count, worst_index=self.worst,
+            reference_at_worst=self.ref_at, other_at_worst=self.got_at, min_atol_to_pass=self.needed,
+            nan_mismatches=self.nan_mismatches, shape_mismatch="", passed=self.ok)
+
+
 def compare_output(name: str, reference: np.ndarray, other: np.ndarray, atol: float, rtol: float) -> OutputComparison:
     """Compare one output array of the reference with the same output from Keras (or a port)."""
-    ref = np.asarray(reference, dtype=np.float64)
-    got = np.asarray(other, dtype=np.float64)
-    if ref.shape != got.shape:
-        return OutputComparison(name, tuple(ref.shape), atol, rtol, float("inf"), float("inf"), float("inf"), (),
-                                float("nan"), float("nan"), float("inf"), 0,
-                                f"reference {ref.shape} vs other {got.shape}", False)
-    nonfinite = ~np.isfinite(ref) | ~np.isfinite(got)
-    equal_special = (np.isnan(ref) & np.isnan(got)) | (np.isinf(ref) & (ref == got))
-    mismatch_special = nonfinite & ~equal_special  # NaN or an infinity on one side only, or +inf vs -inf
-    with np.errstate(invalid="ignore"):
-        diff = np.where(nonfinite, np.where(equal_special, 0.0, np.inf), np.abs(got - ref))  # (output shape)
-    scale = np.where(nonfinite, 0.0, np.abs(ref))
-    if diff.size == 0:
-        return OutputComparison(name, tuple(ref.shape), atol, rtol, 0.0, 0.0, 0.0, (), 0.0, 0.0, 0.0, 0, "", True)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    nonzero = scale > 0
-    rel = float(np.max(diff[nonzero] / scale[nonzero])) if np.any(nonzero) else 0.0
-    needed = float(np.max(np.maximum(diff - rtol * scale, 0.0)))
-    passed = bool(np.all(diff <= atol + rtol * scale)) and not np.any(mismatch_special)
-    return OutputComparison(
-        name=name, shape=tuple(ref.shape), atol=atol, rtol=rtol, max_abs_diff=float(diff[worst]), max_rel_diff=rel,
-        mean_abs_diff=float(np.mean(diff)), worst_index=tuple(int(i) for i in worst),
-        reference_at_worst=float(ref[worst]), other_at_worst=float(got[worst]), min_atol_to_pass=needed,
-        nan_mismatches=int(np.sum(mismatch_special)), shape_mismatch="", passed=passed)
+    accumulator = OutputAccumulator(name, atol, rtol)
+    accumulator.add(reference, other)
+    result = accumulator.result()
+    ref_shape = tuple(np.shape(reference))
+    return result if result.shape == ref_shape else replace(result, shape=ref_shape)
 
 
 def compare_outputs(names: list[str], reference: list[np.ndarray], other: list[np.ndarray],

@@ -106,15 +106,45 @@ def code_carrying_layers(layers: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return found
 
 
-def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarray],
-              batch_size: int = 32, layers: list[tuple[str, dict[str, Any]]] | None = None,
-              trust_model_code: bool = False, layer_outputs: bool = False) -> KerasRun:
-    """Load `path` with the Keras of `semantics` and run `model.predict` on float32 `inputs`.
+@dataclass
+class KerasModel:
+    """A model loaded by the Keras of the file's generation, ready to predict chunk after chunk."""
+
+    package: str
+    version: str
+    module: Any
+    model: Any
+    where: str
+
+    def layer_weights(self) -> dict[str, list[np.ndarray]]:
+        try:
+            return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in self.model.layers}
+        except Exception as exc:
+            raise KerasSideError(f"{self.where} cannot read its weights: {_first_line(exc)}") from None
+
+    def predict(self, inputs: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
+        """`model.predict` on float32 `inputs`; raises KerasSideError."""
+        try:
+            with _quiet_stderr():
+                return _as_list(self.model.predict(_feed(inputs), batch_size=batch_size, verbose=0))
+        except Exception as exc:
+            raise KerasSideError(f"{self.where} failed to predict: {_first_line(exc)}") from None
+
+    def layer_outputs(self, inputs: list[np.ndarray], batch_size: int = 32) -> dict[str, list[np.ndarray]]:
+        return _layer_outputs(self.module, self.model, _feed(inputs), batch_size, self.where)
+
+
+def _feed(inputs: list[np.ndarray]) -> Any:
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def load_keras(path: str, file_format: str, semantics: str, layers: list[tuple[str, dict[str, Any]]] | None = None,
+               trust_model_code: bool = False) -> KerasModel:
+    """Load `path` with the Keras of `semantics` (compile=False; Keras 3 in safe_mode unless trusted).
 
     `layers` ((class name, config) pairs from our reader) lets the runner refuse, before Keras
     sees the file, models whose Lambda layers carry Python bytecode, unless trust_model_code.
-    Keras 3 always loads in safe_mode unless trust_model_code.
-    Raises KerasSideError (exit 4) when Keras is missing, cannot load the file, or fails to predict.
+    Raises KerasSideError (exit 4) when Keras is missing or cannot load the file.
     """
     lambdas = code_carrying_layers(layers or [])
     if lambdas and not trust_model_code:
@@ -132,16 +162,21 @@ def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarr
                     model = module.models.load_model(loadable, compile=False)
         except Exception as exc:
             raise KerasSideError(f"{where} cannot load the file: {_first_line(exc)}") from None
-    try:
-        layer_weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
-        feed: Any = inputs[0] if len(inputs) == 1 else list(inputs)
-        with _quiet_stderr():
-            raw = model.predict(feed, batch_size=batch_size, verbose=0)
-    except Exception as exc:
-        raise KerasSideError(f"{where} failed to predict: {_first_line(exc)}") from None
-    outputs = _as_list(raw)
-    per_layer = _layer_outputs(module, model, feed, batch_size, where) if layer_outputs else None
-    return KerasRun(package, module.__version__, outputs, layer_weights, per_layer)
+    return KerasModel(package, module.__version__, module, model, where)
+
+
+def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarray],
+              batch_size: int = 32, layers: list[tuple[str, dict[str, Any]]] | None = None,
+              trust_model_code: bool = False, layer_outputs: bool = False) -> KerasRun:
+    """Load `path` (see load_keras) and run `model.predict` on float32 `inputs` in one call.
+
+    Raises KerasSideError (exit 4) when Keras is missing, cannot load the file, or fails to predict.
+    """
+    loaded = load_keras(path, file_format, semantics, layers, trust_model_code)
+    weights = loaded.layer_weights()
+    outputs = loaded.predict(inputs, batch_size)
+    per_layer = loaded.layer_outputs(inputs, batch_size) if layer_outputs else None
+    return KerasRun(loaded.package, loaded.version, outputs, weights, per_layer)
 
 
 def _as_list(raw: Any) -> list[np.ndarray]:

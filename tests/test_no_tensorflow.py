@@ -34,7 +34,9 @@ def test_predict_and_dump_run_without_tensorflow(tmp_path):
         for args in (["predict", r"{SAMPLES / 'tutorial_keras2.h5'}", r"{SAMPLES / 'tutorial_keras2.input.npy'}",
                       "-o", r"{out}"],
                      ["dump", r"{SAMPLES / 'tutorial.keras'}", "-o", r"{dump}"],
-                     ["predict", r"{dump}", r"{SAMPLES / 'tutorial.input.npy'}", "-o", r"{out}.2.npy"]):
+                     ["predict", r"{dump}", r"{SAMPLES / 'tutorial.input.npy'}", "-o", r"{out}.2.npy"],
+                     ["predict", r"{SAMPLES / 'tutorial.keras'}", r"{SAMPLES / 'tutorial.input.npy'}",
+                      "-o", r"{out}.3.npy", "--chunk-size", "3"]):
             try:
                 cli(args, standalone_mode=False)
             except SystemExit as exc:

@@ -127,14 +127,16 @@ def fixed_batch_size(spec: ModelSpec) -> int | None:
 
 
 def predict_batches(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-                    dtype: np.dtype | type = np.float64, batch_size: int = 32) -> list[np.ndarray]:
+                    dtype: np.dtype | type = np.float64, batch_size: int = 32,
+                    states: dict | None = None) -> list[np.ndarray]:
     """The reference as `model.predict` runs it: stateful layers carry their states from one batch
-    to the next (batches of the model's fixed batch size); other models are computed in one pass,
-    which gives the same numbers."""
+    to the next (batches of the model's fixed batch size), starting from `states` (a dict this call
+    updates, so that the next chunk of a stream continues from here) or zeros; other models are
+    computed in one pass, which gives the same numbers."""
     if not stateful_layers(spec):
         return forward(spec, inputs, semantics=semantics, dtype=dtype).outputs
     step = fixed_batch_size(spec) or batch_size
-    states: dict = {}
+    states = {} if states is None else states
     chunks = [forward(spec, [x[start:start + step] for x in inputs], semantics=semantics, dtype=dtype,
                       states=states).outputs for start in range(0, inputs[0].shape[0], step)]
     return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
