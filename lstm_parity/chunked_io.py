@@ -121,6 +121,8 @@ def open_rows(path: str) -> dict:
                 readers[key] = MappedRows(path, offset + header, shape, dtype, fortran)
             else:
                 readers[key] = StreamedRows(archive, info, where)
+        if not any(isinstance(r, StreamedRows) for r in readers.values()):
+            archive.close()  # mapped members need only the file; streamed ones keep the archive open
         return readers
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such file") from None
@@ -133,10 +135,14 @@ def open_rows(path: str) -> dict:
 
 
 def input_bytes(path: str) -> int:
-    """Size of an input file on disk, 0 if it cannot be read (the readers then say why)."""
+    """Bytes of array data in an input file (an .npz's members uncompressed), 0 if it cannot be read
+    (the readers then say why)."""
     try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return sum(info.file_size for info in archive.infolist())
         return os.path.getsize(path)
-    except OSError:
+    except (OSError, zipfile.BadZipFile):
         return 0
 
 

@@ -10,7 +10,6 @@ Stateful models carry their states from chunk to chunk, so chunks are whole batc
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .arrays import check_batches, check_layout, check_values, select_inputs
-from .chunked_io import ChunkWriter, open_rows
+from .chunked_io import ChunkWriter, input_bytes, open_rows
 from .compare import ComparisonResult, OutputAccumulator, Tolerance
 from .errors import BadInputError, KerasSideError
 from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
@@ -218,12 +217,8 @@ def _expected_rows(spec: ModelSpec, path: str) -> list:
 
 
 def worth_streaming(path: str | None, chunk_rows: int | None) -> bool:
-    """Stream when asked to (--chunk-size) or when INPUT is bigger than one default chunk."""
+    """Stream when asked to (--chunk-size) or when INPUT holds more than one default chunk of data
+    (an .npz counted uncompressed)."""
     if path is None:
         return False
-    if chunk_rows:
-        return True
-    try:
-        return os.path.getsize(path) > CHUNK_BYTES
-    except OSError:
-        return False
+    return bool(chunk_rows) or input_bytes(path) > CHUNK_BYTES

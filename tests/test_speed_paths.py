@@ -83,7 +83,8 @@ def test_chunk_rows_follow_gate_width():
     assert rows_for_width(512) == 512  # LSTM of 128 units: 4h = 512
     assert rows_for_width(20) == 4096 and rows_for_width(10 ** 6) == 32  # clamped both ways
     assert plan_rows(1000, 60, 256, threads=2) == 500  # worth splitting: each thread gets half
-    assert plan_rows(10_000, 4, 20, threads=2) == 4096  # tiny work: cache-sized chunks, no forced split
+    assert plan_rows(10_000, 4, 20, threads=2) == 10_000  # tiny work: one pass
+    assert plan_rows(100_000, 50, 512, threads=2) == 512  # cache-sized chunks shared by the threads
 
 
 def test_stateful_model_is_not_chunked(tmp_path):

@@ -37,10 +37,12 @@ PARALLEL_WORK = 4_000_000  # batch * time * gate width below which threads cost 
 
 
 def plan_rows(batch: int, time: int, gate_width: int, threads: int) -> int:
-    """Rows per chunk: cache-sized, and small enough that every thread gets work when the batch is
-    worth splitting at all."""
+    """Rows per chunk: the whole batch when the work is small, else cache-sized and small enough that
+    every thread gets work."""
+    if batch * time * gate_width < PARALLEL_WORK:
+        return max(1, batch)  # one pass: cheaper than any split
     rows = rows_for_width(gate_width)
-    if threads > 1 and batch * time * gate_width >= PARALLEL_WORK:
+    if threads > 1:
         rows = min(rows, max(MIN_ROWS, -(-batch // threads)))
     return rows
 
