@@ -94,7 +94,8 @@ def peak_rss(command: list[str]) -> dict:
 
 def stream_memory(folder: Path, model_path: Path, gigabytes: float) -> dict:
     """`predict` and `check` streaming a .npy of `gigabytes` (2-layer LSTM rows): peak RSS of each, and of
-    Keras alone (import, load, predict one default chunk) as the floor `check` cannot go under."""
+    Keras alone (import, load, predict one default chunk 10 times: its steady state) as the floor
+    `check` cannot go under."""
     rows = int(gigabytes * 1e9 // (50 * 32 * 4))
     big = folder / "big_input.npy"
     array = np.lib.format.open_memmap(big, mode="w+", dtype=np.float32, shape=(rows, 50, 32))
@@ -116,9 +117,10 @@ def stream_memory(folder: Path, model_path: Path, gigabytes: float) -> dict:
     if result["predict"]["exit_code"] == 0:
         result["output_shape"] = list(np.load(out, mmap_mode="r").shape)
     keras_alone = (f"import numpy as np, keras; m = keras.models.load_model({str(model_path)!r}, compile=False); "
-                   f"m.predict(np.zeros(({32 * 1024 ** 2 // 6400}, 50, 32), np.float32), batch_size=32, verbose=0)")
+                   f"x = np.zeros(({32 * 1024 ** 2 // 6400}, 50, 32), np.float32); "
+                   f"[m.predict(x, batch_size=1024, verbose=0) for _ in range(10)]")
     result["keras_alone"] = peak_rss([sys.executable, "-c", keras_alone])
-    result["keras_alone"]["command"] = "python -c 'import keras; load_model; predict one 32 MB chunk'"
+    result["keras_alone"]["command"] = "python -c 'import keras; load_model; predict a 32 MB chunk 10 times'"
     big.unlink()
     out.unlink(missing_ok=True)
     return result
@@ -187,7 +189,7 @@ def targets(report: dict) -> list[dict]:
                     "measured": f"{p['peak_rss_mb']:.0f} MB", "met": p["exit_code"] == 0
                     and p["peak_rss_mb"] < report["stream_budget_mb"]})
         out.append({"what": f"streaming check of the same input within {report['stream_budget_mb']} MB of "
-                            f"Keras' own footprint on one chunk",
+                            f"Keras' own footprint predicting such chunks",
                     "measured": f"{c['peak_rss_mb']:.0f} MB vs Keras alone {k['peak_rss_mb']:.0f} MB",
                     "met": c["exit_code"] == 0 and c["peak_rss_mb"] - k["peak_rss_mb"] < report["stream_budget_mb"]})
     return out

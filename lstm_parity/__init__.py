@@ -5,6 +5,8 @@ Public API (none of it imports TensorFlow except `check`, which runs Keras):
     outputs = lstm_parity.predict(spec, [x])         # NumPy reference, list of arrays
     result = lstm_parity.compare(names, outputs, other_outputs, atol=1e-5, rtol=1e-5)
     report = lstm_parity.check(spec, [x])            # reference vs Keras model.predict
+    lstm_parity.predict_file(spec, "x.npy", "y.npy")  # any size: memory-mapped, chunk by chunk
+    report = lstm_parity.check_file(spec, "x.npy")   # the same for check (Keras fed the same chunks)
 """
 from __future__ import annotations
 
@@ -53,3 +55,15 @@ def check(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> "Check
     """Reference vs Keras `model.predict` on the same inputs (imports Keras); see check.run_check."""
     from .check import run_check
     return run_check(spec, inputs, **options)
+
+
+def predict_file(spec: "ModelSpec", input_path: str, output_path: str, **options: Any) -> None:
+    """The reference on an input file of any size, written to `output_path` (see streaming.stream_predict)."""
+    from .streaming import stream_predict
+    stream_predict(spec, input_path, output_path, show_progress=False, **options)
+
+
+def check_file(spec: "ModelSpec", input_path: str, **options: Any) -> "CheckReport":
+    """Reference vs Keras on an input file of any size, chunk by chunk (see streaming.stream_check)."""
+    from .streaming import stream_check
+    return stream_check(spec, input_path, show_progress=False, **options)

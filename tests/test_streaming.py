@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ from lstm_parity.formats import open_model
 from lstm_parity.reference.forward import predict_batches
 
 TUTORIAL = ROOT / "sample_models" / "tutorial.keras"
+SCHEMA = ROOT / "lstm_parity" / "report" / "check_report.schema.json"
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,7 @@ def test_streamed_check_against_keras_and_expected_reports_global_worst_index(tm
     assert result.exit_code == 0, result.output
     assert "streamed 200 samples" in result.output and "chunks of 64" in result.output
     report = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(report, json.loads(SCHEMA.read_text()))
     (keras_side,) = report["comparisons"]
     assert keras_side["against"] == "keras" and keras_side["outputs"][0]["shape"] == [200, 1]
     assert report["weights"]["identical"] and report["input_shapes"] == [[200, 4, 3]]
@@ -184,3 +187,17 @@ def test_peak_memory_stays_bounded_on_an_input_bigger_than_it(tmp_path):
     y = np.load(tmp_path / "y.npy", mmap_mode="r")
     assert y.shape == (rows, 1) and np.all(y[-5:] == y[0])  # same input row, same output, to the last row
     (tmp_path / "big.npy").unlink()
+
+
+def test_python_api_streams_files(tmp_path):
+    import lstm_parity
+
+    x = np.random.default_rng(8).uniform(-1, 1, (90, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    spec = lstm_parity.load(str(TUTORIAL))
+    lstm_parity.predict_file(spec, str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), chunk_rows=25)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), lstm_parity.predict(spec, [x])[0], rtol=0, atol=1e-12)
+    np.save(tmp_path / "port.npy", np.load(tmp_path / "y.npy"))
+    report = lstm_parity.check_file(spec, str(tmp_path / "x.npy"), keras=False, chunk_rows=25,
+                                    expected_path=str(tmp_path / "port.npy"))
+    assert report.passed and report.expected.outputs[0].shape == (90, 1)
