@@ -122,7 +122,8 @@ Examples:
   lstm-parity check model.h5 x.npy
   lstm-parity check model.keras x.npy --atol 1e-6 --json report.json
   lstm-parity check old_keras2.h5 x.npy --semantics keras3   # shows the hard_sigmoid change
-  lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config""" + "\n\n" + EXIT_CODES_HELP)
+  lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config
+  lstm-parity check model.h5 test_set.npy --chunk-size 20000   # any size: Keras fed the same chunks""" + "\n\n" + EXIT_CODES_HELP)
 @click.argument("model", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
 @click.option("--atol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]ATOL",
@@ -300,7 +301,8 @@ def dump(model: str, output: str) -> None:
 @cli.command(epilog="""\b
 Examples:
   lstm-parity predict model.h5 x.npy -o y.npy
-  lstm-parity predict dump.json x.npy -o y.npy --dtype float32""")
+  lstm-parity predict dump.json x.npy -o y.npy --dtype float32
+  lstm-parity predict model.h5 huge.npy -o y.npy --chunk-size 50000   # bounded memory""")
 @click.argument("model", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
