@@ -77,8 +77,8 @@ def startup(command: list[str], reps: int = 5) -> dict:
     seconds = median_time(lambda: subprocess.run(command, check=True, capture_output=True), reps)
     probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "lstm_parity", *command[1:]],
                            capture_output=True, text=True, check=True)
-    heavy = sorted({line.split("|")[-1].strip().split(".")[0] for line in probe.stderr.splitlines()
-                    if line.split("|")[-1].strip().split(".")[0] in ("tensorflow", "keras", "tf_keras")})
+    packages = {line.split("|")[-1].strip().split(".")[0] for line in probe.stderr.splitlines()}  # -X importtime
+    heavy = sorted(packages & {"tensorflow", "keras", "tf_keras"})
     return {"command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command)),
             "seconds": seconds, "imports": heavy}
 

@@ -134,12 +134,6 @@ def check_batches(spec: ModelSpec, prepared: list, source: str) -> None:
                             f"{prepared[0].shape[0]} samples, not a multiple of it")
 
 
-def _check_input(array: np.ndarray, shape: tuple[int | None, ...], where: str, tokens: bool) -> np.ndarray:
-    array = check_layout(array, shape, where, tokens)
-    check_values(array, where)
-    return array
-
-
 def check_layout(array, shape: tuple[int | None, ...], where: str, tokens: bool):
     """Dtype and shape of an input (an array, or anything with .shape/.ndim/.dtype such as a row
     reader) against the model's declared shape; adds the batch axis to a single sample."""

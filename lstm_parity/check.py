@@ -138,9 +138,7 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
             notes.append("Keras not run (--no-keras): nothing compared")
         return CheckReport(keras_package="", keras_version="", weights=None, comparison=None,
                            notes=tuple(notes), **common)
-    if spec.file_format == "dump-json":
-        raise BadInputError(f"{spec.source}: a JSON dump has no Keras model to check against; "
-                            f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
+    refuse_keras_on_dump(spec)
     from .keras_runner import run_keras  # the only TensorFlow import, done late
 
     run = run_keras(spec.source, spec.file_format, spec.semantics, inputs, batch_size=batch_size,
@@ -159,6 +157,13 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
     return CheckReport(keras_package=run.package, keras_version=run.version,
                        weights=check_weights(spec, run.layer_weights), comparison=comparison,
                        notes=tuple(notes), keras_outputs=tuple(run.outputs), layerwise=rows, **common)
+
+
+def refuse_keras_on_dump(spec: ModelSpec) -> None:
+    """A JSON dump holds weights, not a model Keras can load: say what to do instead."""
+    if spec.file_format == "dump-json":
+        raise BadInputError(f"{spec.source}: a JSON dump has no Keras model to check against; "
+                            f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
 
 
 def report_notes(spec: ModelSpec, batch_size: int) -> list[str]:

@@ -134,6 +134,16 @@ def open_rows(path: str) -> dict:
         raise BadInputError(f"{path}: not a readable .npy/.npz array file ({type(exc).__name__}: {exc})") from None
 
 
+def as_loaded(found: dict):
+    """Readers shaped like load_arrays' result: the one reader of a .npy, the dict of an .npz."""
+    return found[""] if list(found) == [""] else found
+
+
+def close_all(found: dict) -> None:
+    for reader in found.values():
+        reader.close()
+
+
 def input_bytes(path: str) -> int:
     """Bytes of array data in an input file (an .npz's members uncompressed), 0 if it cannot be read
     (the readers then say why)."""

@@ -176,7 +176,6 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     from .check import run_check
     from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
-
     from .streaming import stream_check, worth_streaming
 
     protected = [model] + [p for p in (input_file, expected, expected_trace) if p]
@@ -184,26 +183,22 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     spec = open_model(model)
     whole_arrays = [name for name, used in (("--layerwise", layerwise), ("--expected-trace", expected_trace),
                                             ("--save-outputs", save_outputs), ("--save-inputs", save_inputs)) if used]
-    if worth_streaming(input_file, chunk_size) and not (whole_arrays and chunk_size is None):
-        if whole_arrays:
-            raise BadInputError(f"{input_file}: --chunk-size streams INPUT and keeps no whole arrays; "
-                                f"{', '.join(whole_arrays)} need them (drop --chunk-size)")
+    if chunk_size and whole_arrays:
+        raise BadInputError(f"{input_file}: --chunk-size streams INPUT and keeps no whole arrays; "
+                            f"{', '.join(whole_arrays)} need them (drop --chunk-size)")
+    if worth_streaming(input_file, chunk_size) and not whole_arrays:
         report = stream_check(spec, input_file, semantics=semantics, dtype=dtype, tolerance=tolerance,
                               batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
                               expected_path=expected, chunk_rows=chunk_size, show_progress=not quiet)
-        code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
-        _emit_check(report, code, json_path, junit_path, quiet, protected)
-        if code:
-            sys.exit(code)
-        return
-    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
-    expected_outputs = load_expected(spec, expected) if expected else None
-    console = None if quiet or json_path == "-" else _console()
-    with console.status("computing the reference and running Keras...") if console else contextlib.nullcontext():
-        report = run_check(spec, inputs, semantics=semantics, dtype=dtype, tolerance=tolerance,
-                           batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
-                           expected=expected_outputs, layerwise=layerwise,
-                           expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None)
+    else:
+        inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+        expected_outputs = load_expected(spec, expected) if expected else None
+        console = None if quiet or json_path == "-" else _console()
+        with console.status("computing the reference and running Keras...") if console else contextlib.nullcontext():
+            report = run_check(spec, inputs, semantics=semantics, dtype=dtype, tolerance=tolerance,
+                               batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
+                               expected=expected_outputs, layerwise=layerwise,
+                               expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None)
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
     _emit_check(report, code, json_path, junit_path, quiet, protected)
     if save_outputs:
@@ -337,7 +332,7 @@ def predict(model: str, input_file: str | None, output: str, dtype: str, semanti
     if chunk_size and save_inputs:
         raise BadInputError(f"{input_file}: --chunk-size streams INPUT; --save-inputs would copy it whole "
                             f"(drop one of them)")
-    if input_file and not save_inputs and worth_streaming(input_file, chunk_size):
+    if not save_inputs and worth_streaming(input_file, chunk_size):
         stream_predict(spec, input_file, output, dtype=dtype, semantics=semantics, batch_size=batch_size,
                        chunk_rows=chunk_size)
         return

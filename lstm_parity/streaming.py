@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .arrays import check_batches, check_layout, check_values, select_inputs
-from .chunked_io import ChunkWriter, input_bytes, open_rows
+from .chunked_io import ChunkWriter, as_loaded, close_all, input_bytes, open_rows
 from .compare import ComparisonResult, OutputAccumulator, Tolerance
 from .errors import BadInputError, KerasSideError
 from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
@@ -51,7 +51,7 @@ class Stream:
     wheres: list[str]
     total: int
     rows: int
-    opened: list = field(default_factory=list)
+    opened: dict = field(default_factory=dict)  # every reader of the file, used or not
 
     def chunks(self) -> Iterator[tuple[int, int, list[np.ndarray]]]:
         """(start, stop, inputs) per chunk: values checked, floats as float32 (what Keras sees)."""
@@ -67,25 +67,22 @@ class Stream:
                 reader.release(start, stop)
 
     def close(self) -> None:
-        for reader in self.opened:
-            reader.close()
+        close_all(self.opened)
 
 
 def open_stream(spec: ModelSpec, path: str, chunk_rows: int | None = None, batch_size: int = 32) -> Stream:
     """Open INPUT for chunked reading and check it against the model's inputs (no data read yet)."""
     found = open_rows(path)
     try:
-        loaded = found[""] if list(found) == [""] else found
         readers, wheres = [], []
-        for reader, shape, where, tokens in select_inputs(spec, loaded, path):
+        for reader, shape, where, tokens in select_inputs(spec, as_loaded(found), path):
             if reader.ndim == len(shape) - 1:  # one sample without its batch axis: small, read it
                 reader = ArrayRows(reader.read(0, reader.shape[0])[None])
             readers.append(check_layout(reader, shape, where, tokens))
             wheres.append(where)
         check_batches(spec, readers, path)
     except BaseException:
-        for reader in found.values():
-            reader.close()
+        close_all(found)
         raise
     total = readers[0].shape[0]
     row_bytes = sum(int(np.prod(r.shape[1:], dtype=np.int64)) * r.dtype.itemsize for r in readers)
@@ -93,7 +90,7 @@ def open_stream(spec: ModelSpec, path: str, chunk_rows: int | None = None, batch
     if stateful_layers(spec):  # states carry across batches: a chunk is whole batches
         step = fixed_batch_size(spec) or batch_size
         rows = max(step, rows - rows % step)
-    return Stream(path, readers, wheres, total, min(rows, total), list(found.values()))
+    return Stream(path, readers, wheres, total, min(rows, total), found)
 
 
 @contextlib.contextmanager
@@ -113,7 +110,7 @@ def progress(total: int, rows: int, label: str, enabled: bool) -> Iterator[Calla
 
 def stream_predict(spec: ModelSpec, input_path: str, output: str, *, dtype: str = "float64",
                    semantics: str | None = None, batch_size: int = 32, chunk_rows: int | None = None,
-                   show_progress: bool = True) -> Stream:
+                   show_progress: bool = True) -> None:
     """The reference on INPUT chunk by chunk, outputs written to `output` (.npy, or .npz for several)."""
     stream = open_stream(spec, input_path, chunk_rows, batch_size)
     writer = None
@@ -126,7 +123,6 @@ def stream_predict(spec: ModelSpec, input_path: str, output: str, *, dtype: str 
                                              batch_size=batch_size, states=states))
                 advance(stop - start)
         writer.finish()
-        return stream
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -142,7 +138,7 @@ def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = No
     """`check` on INPUT chunk by chunk: reference and Keras on the same chunks, compared into running
     totals (worst index in the whole input), weights checked once. Returns a CheckReport without the
     output arrays. Stateful models are not streamed here (Keras would carry states between calls)."""
-    from .check import CheckReport, check_weights, report_notes
+    from .check import CheckReport, check_weights, refuse_keras_on_dump, report_notes
 
     if stateful_layers(spec):
         raise BadInputError(f"{spec.source}: a stateful model is checked in one pass; omit --chunk-size")
@@ -150,15 +146,16 @@ def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = No
     chosen = semantics or spec.semantics
     names = spec.output_names
     stream = open_stream(spec, input_path, chunk_rows, batch_size)
+    expected_found: dict = {}
     expected_readers: list = []
     try:
         if expected_path:
-            expected_readers = _expected_rows(spec, expected_path)
+            from .cli_support import select_outputs
+            expected_found = open_rows(expected_path)
+            expected_readers = select_outputs(spec, as_loaded(expected_found), expected_path)
         loaded = None
         if keras:
-            if spec.file_format == "dump-json":
-                raise BadInputError(f"{spec.source}: a JSON dump has no Keras model to check against; "
-                                    f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
+            refuse_keras_on_dump(spec)
             from .keras_runner import load_keras  # the only TensorFlow import, done late
             loaded = load_keras(spec.source, spec.file_format, spec.semantics,
                                 [(layer.class_name, layer.config) for layer in spec.layers], trust_model_code)
@@ -178,12 +175,12 @@ def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = No
                     if tuple(reader.shape) == (stream.total, *ours.shape[1:]):
                         acc.add(ours, reader.read(start, stop))
                     else:
-                        acc.shape_mismatch = f"reference ({stream.total}, *{ours.shape[1:]}) vs other {reader.shape}"
+                        acc.shape_mismatch = (f"reference {(stream.total, *ours.shape[1:])} vs other "
+                                              f"{tuple(reader.shape)}")
                 advance(stop - start)
     finally:
         stream.close()
-        for reader in expected_readers:
-            reader.close()
+        close_all(expected_found)
     notes = report_notes(spec, batch_size) + [f"streamed {stream.total} samples from {input_path} in chunks of "
                                               f"{stream.rows} (Keras fed the same chunks)"]
     expected = None
@@ -202,18 +199,6 @@ def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = No
     return CheckReport(keras_package=loaded.package, keras_version=loaded.version,
                        weights=check_weights(spec, loaded.layer_weights()), comparison=comparison,
                        notes=tuple(notes), **common)
-
-
-def _expected_rows(spec: ModelSpec, path: str) -> list:
-    from .cli_support import select_outputs
-
-    found = open_rows(path)
-    try:
-        return select_outputs(spec, found[""] if list(found) == [""] else found, path)
-    except BaseException:
-        for reader in found.values():
-            reader.close()
-        raise
 
 
 def worth_streaming(path: str | None, chunk_rows: int | None) -> bool:

@@ -96,4 +96,8 @@ def test_stateful_model_is_not_chunked(tmp_path):
     states: dict = {}
     first = forward(spec, [x], chunk_rows=1, threads=2, states=states).outputs[0]
     second = forward(spec, [x], chunk_rows=1, threads=2, states=states).outputs[0]
-    assert not np.allclose(first, second)  # the states carried from the first call, over all 4 rows at once
+    assert not np.allclose(first, second)  # the states carried from the first call
+    # Chunks of one row would leave one row's states behind (and race between threads): the
+    # second call would then differ from Keras, which carries all 4 rows' states.
+    np.testing.assert_allclose(first, model.predict(x, batch_size=4, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(second, model.predict(x, batch_size=4, verbose=0), atol=1e-5)

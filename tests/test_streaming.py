@@ -59,7 +59,7 @@ def test_streamed_predict_equals_whole_array_predict(tmp_path, run_cli, two_in_t
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lstm-parity")] == []
 
 
-def test_streamed_npy_is_memory_mapped_and_released(tmp_path):
+def test_mapped_npy_rows_read_the_same_after_their_pages_are_released(tmp_path):
     x = np.random.default_rng(1).uniform(-1, 1, (5000, 4, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     (reader,) = open_rows(str(tmp_path / "x.npy")).values()
