@@ -1,4 +1,5 @@
 """The benchmark's models: built with Keras 3 (seeded), saved, and given inputs of their real size."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,23 +34,51 @@ def build_cases(folder: Path, scale: float = 1.0) -> list[Case]:
     rng = np.random.default_rng(0)
     n = lambda count: max(1, int(count * scale))  # noqa: E731
     tutorial = ROOT / "sample_models" / "tutorial.keras"
-    cases = [Case("tutorial b=1", tutorial, rng.uniform(-1, 1, (1, 4, 3)).astype(np.float32), 1, 20),
-             Case("tutorial b=10000", tutorial, rng.uniform(-1, 1, (n(10_000), 4, 3)).astype(np.float32), 1024, 7)]
+    cases = [
+        Case("tutorial b=1", tutorial, rng.uniform(-1, 1, (1, 4, 3)).astype(np.float32), 1, 20),
+        Case("tutorial b=10000", tutorial, rng.uniform(-1, 1, (n(10_000), 4, 3)).astype(np.float32), 1024, 7),
+    ]
 
     keras.utils.set_random_seed(1)
-    two = keras.Sequential([keras.Input((50, 32)), keras.layers.LSTM(128, return_sequences=True),
-                            keras.layers.LSTM(64), keras.layers.Dense(1)])
-    cases.append(Case("lstm 128->64 t=50", _save(two, folder, "lstm2"),
-                      rng.standard_normal((n(10_000), 50, 32)).astype(np.float32), 1024, 5))
+    two = keras.Sequential(
+        [
+            keras.Input((50, 32)),
+            keras.layers.LSTM(128, return_sequences=True),
+            keras.layers.LSTM(64),
+            keras.layers.Dense(1),
+        ]
+    )
+    cases.append(
+        Case(
+            "lstm 128->64 t=50",
+            _save(two, folder, "lstm2"),
+            rng.standard_normal((n(10_000), 50, 32)).astype(np.float32),
+            1024,
+            5,
+        )
+    )
 
     keras.utils.set_random_seed(2)
     gru = keras.Sequential([keras.Input((100, 32)), keras.layers.GRU(256), keras.layers.Dense(1)])
-    cases.append(Case("gru 256 t=100", _save(gru, folder, "gru256"),
-                      rng.standard_normal((n(2_000), 100, 32)).astype(np.float32), 1024, 3))
+    cases.append(
+        Case(
+            "gru 256 t=100",
+            _save(gru, folder, "gru256"),
+            rng.standard_normal((n(2_000), 100, 32)).astype(np.float32),
+            1024,
+            3,
+        )
+    )
 
     keras.utils.set_random_seed(3)
-    bi = keras.Sequential([keras.Input((60, 16)), keras.layers.Masking(0.0),
-                           keras.layers.Bidirectional(keras.layers.LSTM(64)), keras.layers.Dense(1)])
+    bi = keras.Sequential(
+        [
+            keras.Input((60, 16)),
+            keras.layers.Masking(0.0),
+            keras.layers.Bidirectional(keras.layers.LSTM(64)),
+            keras.layers.Dense(1),
+        ]
+    )
     x = rng.standard_normal((n(5_000), 60, 16)).astype(np.float32)
     for row, length in enumerate(rng.integers(10, 61, len(x))):
         x[row, length:] = 0.0  # padded at the end, a different length per sequence
@@ -61,7 +90,11 @@ def recurrent_flops(spec, x: np.ndarray) -> float:
     """Multiply-adds x2 of the recurrent layers' matrix products (kernel and recurrent kernel,
     every sample, every step); Dense heads are negligible here and not counted."""
     batch, time = x.shape[0], x.shape[1]
-    matrices = sum(w.size for layer in spec.layers if layer.class_name in ("LSTM", "GRU", "SimpleRNN",
-                                                                            "Bidirectional")
-                   for w in layer.weights if w.ndim == 2)
+    matrices = sum(
+        w.size
+        for layer in spec.layers
+        if layer.class_name in ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+        for w in layer.weights
+        if w.ndim == 2
+    )
     return 2.0 * batch * time * matrices

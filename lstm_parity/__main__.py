@@ -1,4 +1,5 @@
 """`python -m lstm_parity` runs the CLI."""
+
 from .cli import main
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Loading never unpickles (`allow_pickle=False`) and every array is checked against the model's
 declared input shapes, with one-line messages that name the expected shape.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,10 @@ def _check_npy_header(stream, available: int, where: str) -> tuple[tuple[int, ..
         raise BadInputError(f"{where}: holds Python objects (pickled data); refusing to load it")
     declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if declared > available - stream.tell():
-        raise BadInputError(f"{where}: declares shape {shape} ({declared} bytes) but holds only "
-                            f"{available - stream.tell()} bytes of data (truncated or forged)")
+        raise BadInputError(
+            f"{where}: declares shape {shape} ({declared} bytes) but holds only "
+            f"{available - stream.tell()} bytes of data (truncated or forged)"
+        )
     return tuple(shape), bool(fortran), dtype
 
 
@@ -42,9 +45,11 @@ def _guard(path: str) -> None:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if info.file_size > 64 * 1024 ** 2 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-                    raise BadInputError(f"{path}: member {info.filename!r} expands {info.file_size} bytes from "
-                                        f"{info.compress_size}; refusing a likely zip bomb")
+                if info.file_size > 64 * 1024**2 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                    raise BadInputError(
+                        f"{path}: member {info.filename!r} expands {info.file_size} bytes from "
+                        f"{info.compress_size}; refusing a likely zip bomb"
+                    )
                 with archive.open(info) as stream:
                     _check_npy_header(stream, info.file_size, f"{path}: member {info.filename!r}")
     else:
@@ -112,15 +117,21 @@ def select_inputs(spec: ModelSpec, loaded, source: str) -> list[tuple]:
         elif all(f"x{i}" in loaded for i in range(len(names))):
             arrays = [loaded[f"x{i}"] for i in range(len(names))]
         else:
-            raise BadInputError(f"{source}: the model's inputs are {names}; the .npz must have those keys "
-                                f"or x0..x{len(names) - 1}, it has {sorted(loaded)}")
+            raise BadInputError(
+                f"{source}: the model's inputs are {names}; the .npz must have those keys "
+                f"or x0..x{len(names) - 1}, it has {sorted(loaded)}"
+            )
     else:
         if len(names) != 1:
-            raise BadInputError(f"{source}: the model takes {len(names)} inputs {names}; pass an .npz "
-                                f"keyed by those names or x0..x{len(names) - 1}")
+            raise BadInputError(
+                f"{source}: the model takes {len(names)} inputs {names}; pass an .npz "
+                f"keyed by those names or x0..x{len(names) - 1}"
+            )
         arrays = [loaded]
-    return [(array, shape, f"{source}: input {name!r}", tokens)
-            for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs())]
+    return [
+        (array, shape, f"{source}: input {name!r}", tokens)
+        for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs())
+    ]
 
 
 def check_batches(spec: ModelSpec, prepared: list, source: str) -> None:
@@ -130,8 +141,10 @@ def check_batches(spec: ModelSpec, prepared: list, source: str) -> None:
         raise BadInputError(f"{source}: inputs have different batch sizes {sorted(batches)}")
     fixed = spec.input_shapes[0][0] if spec.input_shapes and spec.input_shapes[0] else None
     if fixed and prepared[0].shape[0] % fixed:
-        raise BadInputError(f"{source}: the model has a fixed batch size of {fixed}; INPUT has "
-                            f"{prepared[0].shape[0]} samples, not a multiple of it")
+        raise BadInputError(
+            f"{source}: the model has a fixed batch size of {fixed}; INPUT has "
+            f"{prepared[0].shape[0]} samples, not a multiple of it"
+        )
 
 
 def check_layout(array, shape: tuple[int | None, ...], where: str, tokens: bool):
@@ -139,8 +152,10 @@ def check_layout(array, shape: tuple[int | None, ...], where: str, tokens: bool)
     reader) against the model's declared shape; adds the batch axis to a single sample."""
     expected = _describe(shape)
     if tokens and array.dtype.kind not in "iu":
-        raise BadInputError(f"{where}: dtype {array.dtype}, but this input feeds an Embedding; expected integer "
-                            f"token ids of shape {expected}")
+        raise BadInputError(
+            f"{where}: dtype {array.dtype}, but this input feeds an Embedding; expected integer "
+            f"token ids of shape {expected}"
+        )
     if not tokens and array.dtype.kind != "f":
         raise BadInputError(f"{where}: dtype {array.dtype}; expected float32 values of shape {expected}")
     if array.ndim == len(shape) - 1:
@@ -149,8 +164,7 @@ def check_layout(array, shape: tuple[int | None, ...], where: str, tokens: bool)
         raise BadInputError(f"{where}: has shape {array.shape}, expected {expected}")
     for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:]), start=1):
         if want is not None and want != got:
-            raise BadInputError(f"{where}: has shape {array.shape}, expected {expected} "
-                                f"(axis {axis} must be {want})")
+            raise BadInputError(f"{where}: has shape {array.shape}, expected {expected} (axis {axis} must be {want})")
     if array.shape[0] == 0:
         raise BadInputError(f"{where}: has zero samples")
     if any(d == 0 for d in array.shape[1:]):
@@ -163,8 +177,10 @@ def check_values(array: np.ndarray, where: str, offset: int = 0) -> None:
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))
         first = (int(bad[0][0]) + offset, *bad[0][1:].tolist())
-        raise BadInputError(f"{where}: holds {len(bad)} NaN/Inf values (first at index {first}); "
-                            f"parity is checked on finite inputs only")
+        raise BadInputError(
+            f"{where}: holds {len(bad)} NaN/Inf values (first at index {first}); "
+            f"parity is checked on finite inputs only"
+        )
 
 
 def save_inputs(path: str, inputs: list[np.ndarray], names: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 Every output goes to a temporary file in the target folder and is renamed into place.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -2,6 +2,7 @@
 
 Library entry point behind `lstm-parity check`; the CLI only renders the CheckReport.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,18 +82,32 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
         for name, ours, keras_array in zip(layer.weight_names, layer.weights, theirs):
             arrays += 1
             values += ours.size
-            if ours.dtype != keras_array.dtype or ours.shape != keras_array.shape \
-                    or ours.tobytes() != keras_array.tobytes():
-                mismatches.append(f"{layer.name}.{name}: {ours.dtype}{ours.shape} read vs "
-                                  f"{keras_array.dtype}{keras_array.shape} in Keras, values differ")
+            if (
+                ours.dtype != keras_array.dtype
+                or ours.shape != keras_array.shape
+                or ours.tobytes() != keras_array.tobytes()
+            ):
+                mismatches.append(
+                    f"{layer.name}.{name}: {ours.dtype}{ours.shape} read vs "
+                    f"{keras_array.dtype}{keras_array.shape} in Keras, values differ"
+                )
     return WeightCheck(not mismatches, arrays, values, tuple(mismatches))
 
 
-def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-              dtype: str = "float64", tolerance: Tolerance | None = None, batch_size: int = 32,
-              keras: bool = True, trust_model_code: bool = False,
-              expected: list[np.ndarray] | None = None, layerwise: bool = False,
-              expected_trace: tuple[dict[str, np.ndarray], int] | None = None) -> CheckReport:
+def run_check(
+    spec: ModelSpec,
+    inputs: list[np.ndarray],
+    *,
+    semantics: str | None = None,
+    dtype: str = "float64",
+    tolerance: Tolerance | None = None,
+    batch_size: int = 32,
+    keras: bool = True,
+    trust_model_code: bool = False,
+    expected: list[np.ndarray] | None = None,
+    layerwise: bool = False,
+    expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
+) -> CheckReport:
     """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare;
     with `expected` (outputs produced elsewhere, e.g. by a port) also compare the reference with those.
 
@@ -115,38 +130,59 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
     against_expected = None
     if expected is not None:
         if len(expected) != len(reference):
-            raise BadInputError(f"{spec.source}: the expected outputs are {len(expected)} arrays, the model has "
-                                f"{len(reference)} outputs {spec.output_names}")
+            raise BadInputError(
+                f"{spec.source}: the expected outputs are {len(expected)} arrays, the model has "
+                f"{len(reference)} outputs {spec.output_names}"
+            )
         against_expected = compare_outputs(spec.output_names, reference, expected, tolerance, against="expected")
     trace_divergence = None
     if expected_trace is not None:
         from .trace import first_divergence, trace
+
         port, sample = expected_trace
         ours = trace(spec, inputs, sample=sample, semantics=chosen, dtype=np.dtype(dtype))
         shared = [k for k in ours if k in port]
         if not shared:
-            raise BadInputError(f"{spec.source}: the expected trace has none of the keys of this model's trace "
-                                f"(e.g. {list(ours)[:3]})")
-        trace_divergence = first_divergence(ours, port, tolerance.atol, tolerance.rtol,
-                                            [layer.name for layer in spec.layers])
-    common = dict(spec=spec, semantics=chosen, semantics_forced=semantics is not None,
-                  reference_dtype=str(np.dtype(dtype)), input_shapes=tuple(x.shape for x in inputs),
-                  reference_outputs=tuple(reference), expected=against_expected,
-                  trace_divergence=trace_divergence, trace_compared=expected_trace is not None)
+            raise BadInputError(
+                f"{spec.source}: the expected trace has none of the keys of this model's trace (e.g. {list(ours)[:3]})"
+            )
+        trace_divergence = first_divergence(
+            ours, port, tolerance.atol, tolerance.rtol, [layer.name for layer in spec.layers]
+        )
+    common = dict(
+        spec=spec,
+        semantics=chosen,
+        semantics_forced=semantics is not None,
+        reference_dtype=str(np.dtype(dtype)),
+        input_shapes=tuple(x.shape for x in inputs),
+        reference_outputs=tuple(reference),
+        expected=against_expected,
+        trace_divergence=trace_divergence,
+        trace_compared=expected_trace is not None,
+    )
     if not keras:
         if against_expected is None:
             notes.append("Keras not run (--no-keras): nothing compared")
-        return CheckReport(keras_package="", keras_version="", weights=None, comparison=None,
-                           notes=tuple(notes), **common)
+        return CheckReport(
+            keras_package="", keras_version="", weights=None, comparison=None, notes=tuple(notes), **common
+        )
     refuse_keras_on_dump(spec)
     from .keras_runner import run_keras  # the only TensorFlow import, done late
 
-    run = run_keras(spec.source, spec.file_format, spec.semantics, inputs, batch_size=batch_size,
-                    layers=[(layer.class_name, layer.config) for layer in spec.layers],
-                    trust_model_code=trust_model_code, layer_outputs=layerwise)
+    run = run_keras(
+        spec.source,
+        spec.file_format,
+        spec.semantics,
+        inputs,
+        batch_size=batch_size,
+        layers=[(layer.class_name, layer.config) for layer in spec.layers],
+        trust_model_code=trust_model_code,
+        layer_outputs=layerwise,
+    )
     if len(run.outputs) != len(reference):
-        raise KerasSideError(f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config "
-                             f"declares {len(reference)}")
+        raise KerasSideError(
+            f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config declares {len(reference)}"
+        )
     comparison = compare_outputs(spec.output_names, reference, run.outputs, tolerance)
     rows = None
     if layerwise:
@@ -154,30 +190,42 @@ def run_check(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | Non
             notes.append("--layerwise computes stateful models in one pass (states are not carried)")
             recorded = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True)
         rows = tuple(layerwise_rows(spec, recorded.layer_outputs, run.layer_outputs or {}, tolerance))
-    return CheckReport(keras_package=run.package, keras_version=run.version,
-                       weights=check_weights(spec, run.layer_weights), comparison=comparison,
-                       notes=tuple(notes), keras_outputs=tuple(run.outputs), layerwise=rows, **common)
+    return CheckReport(
+        keras_package=run.package,
+        keras_version=run.version,
+        weights=check_weights(spec, run.layer_weights),
+        comparison=comparison,
+        notes=tuple(notes),
+        keras_outputs=tuple(run.outputs),
+        layerwise=rows,
+        **common,
+    )
 
 
 def refuse_keras_on_dump(spec: ModelSpec) -> None:
     """A JSON dump holds weights, not a model Keras can load: say what to do instead."""
     if spec.file_format == "dump-json":
-        raise BadInputError(f"{spec.source}: a JSON dump has no Keras model to check against; "
-                            f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file")
+        raise BadInputError(
+            f"{spec.source}: a JSON dump has no Keras model to check against; "
+            f"use --no-keras, `lstm-parity predict`, or `check` on the .h5/.keras file"
+        )
 
 
 def report_notes(spec: ModelSpec, batch_size: int) -> list[str]:
     """What the report must say about how the model was computed: stateful batches, converted layers."""
     notes = []
     if stateful_layers(spec):
-        notes.append(f"stateful layers {stateful_layers(spec)}: states carried across predict batches of "
-                     f"{batch_size}, starting from zeros, as Keras does")
+        notes.append(
+            f"stateful layers {stateful_layers(spec)}: states carried across predict batches of "
+            f"{batch_size}, starting from zeros, as Keras does"
+        )
     notes += [f"{layer.name}: {layer.converted}" for layer in spec.layers if layer.converted]
     return notes
 
 
-def layerwise_rows(spec: ModelSpec, ours: dict[str, list[np.ndarray]], theirs: dict[str, list[np.ndarray]],
-                   tolerance: Tolerance) -> list[dict]:
+def layerwise_rows(
+    spec: ModelSpec, ours: dict[str, list[np.ndarray]], theirs: dict[str, list[np.ndarray]], tolerance: Tolerance
+) -> list[dict]:
     """Each layer's outputs vs Keras', in model order: max abs diff, pass, and for sequence outputs
     the first timestep where the difference exceeds the tolerance."""
     rows = []
@@ -187,8 +235,16 @@ def layerwise_rows(spec: ModelSpec, ours: dict[str, list[np.ndarray]], theirs: d
         for index, (a, b) in enumerate(zip(ours[layer.name], theirs[layer.name])):
             b = np.asarray(b, dtype=np.float64)
             if a.shape != b.shape:
-                rows.append({"layer": layer.name, "output": index, "max_abs_diff": float("inf"), "passed": False,
-                             "first_timestep": None, "shape": list(a.shape)})
+                rows.append(
+                    {
+                        "layer": layer.name,
+                        "output": index,
+                        "max_abs_diff": float("inf"),
+                        "passed": False,
+                        "first_timestep": None,
+                        "shape": list(a.shape),
+                    }
+                )
                 continue
             atol, rtol = tolerance.atol, tolerance.rtol
             with np.errstate(invalid="ignore"):
@@ -196,6 +252,14 @@ def layerwise_rows(spec: ModelSpec, ours: dict[str, list[np.ndarray]], theirs: d
             first = None
             if bad.any() and a.ndim >= 3:
                 first = int(np.argmax(bad.reshape(bad.shape[0], bad.shape[1], -1).any(axis=(0, 2))))
-            rows.append({"layer": layer.name, "output": index, "max_abs_diff": float(np.max(np.abs(a - b))) if a.size
-                         else 0.0, "passed": not bool(bad.any()), "first_timestep": first, "shape": list(a.shape)})
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "output": index,
+                    "max_abs_diff": float(np.max(np.abs(a - b))) if a.size else 0.0,
+                    "passed": not bool(bad.any()),
+                    "first_timestep": first,
+                    "shape": list(a.shape),
+                }
+            )
     return rows

@@ -10,6 +10,7 @@ checked in parallel processes; one failing model never hides the others; the exi
     atol = ["1e-4", "dense_1:1e-3"]  # per-output overrides as on the command line
     no_keras = false
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,22 @@ from typing import Any
 
 from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, BadInputError, LstmParityError
 
-KNOWN_KEYS = {"path", "name", "input", "expected", "samples", "seed", "timesteps", "range", "atol", "rtol",
-              "no_keras", "semantics", "dtype", "batch_size"}
+KNOWN_KEYS = {
+    "path",
+    "name",
+    "input",
+    "expected",
+    "samples",
+    "seed",
+    "timesteps",
+    "range",
+    "atol",
+    "rtol",
+    "no_keras",
+    "semantics",
+    "dtype",
+    "batch_size",
+}
 
 
 @dataclass(frozen=True)
@@ -37,8 +52,9 @@ def load_jobs(config_path: str | None) -> list[Job]:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise BadInputError(f"{path}: no such file (check-all reads [tool.lstm-parity] from pyproject.toml "
-                            f"or the TOML file you name)") from None
+        raise BadInputError(
+            f"{path}: no such file (check-all reads [tool.lstm-parity] from pyproject.toml or the TOML file you name)"
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: not valid TOML ({exc})") from None
     table = data.get("tool", {}).get("lstm-parity", data.get("lstm-parity", data if "models" in data else None))
@@ -70,14 +86,27 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
     options = job.options
     try:
         spec = open_model(job.path)
-        inputs = make_inputs(spec, options.get("input"), int(options.get("samples", 4)), int(options.get("seed", 0)),
-                             int(options.get("timesteps", 12)), str(options.get("range", "-1,1")))
+        inputs = make_inputs(
+            spec,
+            options.get("input"),
+            int(options.get("samples", 4)),
+            int(options.get("seed", 0)),
+            int(options.get("timesteps", 12)),
+            str(options.get("range", "-1,1")),
+        )
         expected = load_expected(spec, options["expected"]) if options.get("expected") else None
-        as_list = (lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)])  # noqa: E731
+        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)]  # noqa: E731
         tolerance = parse_tolerance(as_list(options.get("atol", "1e-5")), as_list(options.get("rtol", "1e-5")))
-        report = run_check(spec, inputs, semantics=options.get("semantics"), dtype=options.get("dtype", "float64"),
-                           tolerance=tolerance, batch_size=int(options.get("batch_size", 32)),
-                           keras=not options.get("no_keras", False), expected=expected)
+        report = run_check(
+            spec,
+            inputs,
+            semantics=options.get("semantics"),
+            dtype=options.get("dtype", "float64"),
+            tolerance=tolerance,
+            batch_size=int(options.get("batch_size", 32)),
+            keras=not options.get("no_keras", False),
+            expected=expected,
+        )
         return job.name, report, EXIT_PASS if report.passed else EXIT_PARITY_FAILURE, None
     except LstmParityError as exc:
         return job.name, None, exc.exit_code, exc.message

@@ -10,6 +10,7 @@ Outputs: each output's rows go to a temporary `.npy` in the destination folder a
 the end it is renamed onto the target, or the members are copied into the `.npz`. A failure
 leaves nothing behind and never a half-written target.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,10 @@ class StreamedRows:
         self.shape, fortran, self.dtype = _check_npy_header(self._stream, info.file_size, where)
         self.ndim = len(self.shape)
         if fortran and self.ndim > 1:
-            raise BadInputError(f"{where}: a compressed Fortran-ordered array cannot be streamed; save it with "
-                                f"np.save or np.savez (C order)")
+            raise BadInputError(
+                f"{where}: a compressed Fortran-ordered array cannot be streamed; save it with "
+                f"np.save or np.savez (C order)"
+            )
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self._next = 0
 
@@ -195,8 +198,10 @@ class ChunkWriter:
             return
         keyed = [(f"{self.prefix}{i}", tmp) for i, (tmp, _) in enumerate(self.parts)]
         keyed += [(name, tmp) for name, (tmp, _) in zip(self.names, self.parts) if name not in dict(keyed)]
-        with atomic_write(self.path) as target, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED,
-                                                                allowZip64=True) as archive:
+        with (
+            atomic_write(self.path) as target,
+            zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+        ):
             for key, tmp in keyed:
                 with open(tmp, "rb") as source, archive.open(key + ".npy", "w", force_zip64=True) as member:
                     shutil.copyfileobj(source, member, 1 << 20)

@@ -1,4 +1,5 @@
 """The `lstm-parity` command: thin click commands that wire the library and map errors to exit codes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,13 +41,14 @@ class ErrorMappingGroup(click.Group):
         except Exception as exc:  # a bug of ours: still one line unless asked for more
             if ctx.meta.get("lstm_parity.debug"):
                 raise
-            click.echo(f"lstm-parity: internal error: {type(exc).__name__}: {exc} "
-                       f"(re-run with --debug for the traceback)", err=True)
+            click.echo(
+                f"lstm-parity: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
+                err=True,
+            )
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=ErrorMappingGroup, epilog=EXIT_CODES_HELP,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorMappingGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lstm-parity")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors (for bug reports).")
 @click.pass_context
@@ -63,47 +65,87 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 dtype_option = click.option(
-    "--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
-    help="Precision of the NumPy reference. float32 mimics Keras' own arithmetic.")
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    default="float64",
+    show_default=True,
+    help="Precision of the NumPy reference. float32 mimics Keras' own arithmetic.",
+)
 semantics_option = click.option(
-    "--semantics", type=click.Choice(["keras2", "keras3"]), default=None,
+    "--semantics",
+    type=click.Choice(["keras2", "keras3"]),
+    default=None,
     help="Compute with this Keras generation's math instead of the one that saved the file "
-         "(e.g. hard_sigmoid is clip(0.2x+0.5) in keras2, relu6(x+3)/6 in keras3).")
+    "(e.g. hard_sigmoid is clip(0.2x+0.5) in keras2, relu6(x+3)/6 in keras3).",
+)
 
 
 chunk_option = click.option(
-    "--chunk-size", "chunk_size", type=click.IntRange(min=1), default=None, metavar="N",
+    "--chunk-size",
+    "chunk_size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
     help="Stream INPUT N samples at a time (memory-mapped; peak memory follows N, not the file). "
-         "Default: inputs over 32 MB stream in chunks of about 32 MB; smaller ones are read whole.")
+    "Default: inputs over 32 MB stream in chunks of about 32 MB; smaller ones are read whole.",
+)
 
 
 def input_options(command: Any) -> Any:
     """INPUT is optional: without it, inputs are generated from the model's config."""
     options = [
-        click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True,
-                     help="Without INPUT: how many sequences to generate."),
+        click.option(
+            "--samples",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Without INPUT: how many sequences to generate.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True, help="Without INPUT: random seed."),
-        click.option("--timesteps", type=click.IntRange(min=1), default=12, show_default=True,
-                     help="Without INPUT: length of sequences whose time axis the model leaves open."),
-        click.option("--range", "value_range", default="-1,1", show_default=True, metavar="LO,HI",
-                     help="Without INPUT: generated float values are uniform in [LO, HI). Inputs feeding an "
-                          "Embedding get token ids in [1, input_dim); masked models get padded sequences."),
-        click.option("--save-inputs", type=click.Path(),
-                     help="Write the inputs used (.npy, or .npz keyed x0, x1, ... for several inputs)."),
+        click.option(
+            "--timesteps",
+            type=click.IntRange(min=1),
+            default=12,
+            show_default=True,
+            help="Without INPUT: length of sequences whose time axis the model leaves open.",
+        ),
+        click.option(
+            "--range",
+            "value_range",
+            default="-1,1",
+            show_default=True,
+            metavar="LO,HI",
+            help="Without INPUT: generated float values are uniform in [LO, HI). Inputs feeding an "
+            "Embedding get token ids in [1, input_dim); masked models get padded sequences.",
+        ),
+        click.option(
+            "--save-inputs",
+            type=click.Path(),
+            help="Write the inputs used (.npy, or .npz keyed x0, x1, ... for several inputs).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _inputs(spec: Any, input_path: str | None, samples: int, seed: int, timesteps: int, value_range: str,
-            save_inputs: str | None, protected: list[str]) -> list:
+def _inputs(
+    spec: Any,
+    input_path: str | None,
+    samples: int,
+    seed: int,
+    timesteps: int,
+    value_range: str,
+    save_inputs: str | None,
+    protected: list[str],
+) -> list:
     from .arrays import save_inputs as write_inputs
     from .cli_support import make_inputs
 
     inputs = make_inputs(spec, input_path, samples, seed, timesteps, value_range)
     if save_inputs:
         from .atomicio import refuse_overwriting_inputs
+
         refuse_overwriting_inputs(save_inputs, protected)
         write_inputs(save_inputs, inputs, spec.input_names)
     return inputs
@@ -114,55 +156,125 @@ def _console() -> Any:
     if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         return None
     from rich.console import Console
+
     return Console()
 
 
-@cli.command(epilog="""\b
+@cli.command(
+    epilog="""\b
 Examples:
   lstm-parity check model.h5 x.npy
   lstm-parity check model.keras x.npy --atol 1e-6 --json report.json
   lstm-parity check old_keras2.h5 x.npy --semantics keras3   # shows the hard_sigmoid change
   lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config
-  lstm-parity check model.h5 test_set.npy --chunk-size 20000   # any size: Keras fed the same chunks""" + "\n\n" + EXIT_CODES_HELP)
+  lstm-parity check model.h5 test_set.npy --chunk-size 20000   # any size: Keras fed the same chunks"""
+    + "\n\n"
+    + EXIT_CODES_HELP
+)
 @click.argument("model", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
-@click.option("--atol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]ATOL",
-              help="Absolute tolerance; repeat as OUTPUT:ATOL to override it for one output (--atol dense_1:1e-4).")
-@click.option("--rtol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]RTOL",
-              help="Relative tolerance; OUTPUT:RTOL overrides it for one output.")
+@click.option(
+    "--atol",
+    multiple=True,
+    default=("1e-5",),
+    show_default=True,
+    metavar="[OUTPUT:]ATOL",
+    help="Absolute tolerance; repeat as OUTPUT:ATOL to override it for one output (--atol dense_1:1e-4).",
+)
+@click.option(
+    "--rtol",
+    multiple=True,
+    default=("1e-5",),
+    show_default=True,
+    metavar="[OUTPUT:]RTOL",
+    help="Relative tolerance; OUTPUT:RTOL overrides it for one output.",
+)
 @dtype_option
 @semantics_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Batch size for Keras model.predict (changes rounding at the last-bit level only).")
-@click.option("--expected", type=click.Path(),
-              help="Outputs produced elsewhere (your port, another runtime): .npy for one output, .npz keyed by "
-                   "output name or y0, y1, ...; compared with the reference. Needs no TensorFlow with --no-keras.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Batch size for Keras model.predict (changes rounding at the last-bit level only).",
+)
+@click.option(
+    "--expected",
+    type=click.Path(),
+    help="Outputs produced elsewhere (your port, another runtime): .npy for one output, .npz keyed by "
+    "output name or y0, y1, ...; compared with the reference. Needs no TensorFlow with --no-keras.",
+)
 @click.option("--no-keras", is_flag=True, help="Do not run Keras (no TensorFlow): only the reference, and --expected.")
-@click.option("--save-outputs", type=click.Path(file_okay=False),
-              help="Write reference.npy/.npz (and keras.npy/.npz) into this folder, e.g. as a port's test data.")
-@click.option("--json", "json_path", type=click.Path(allow_dash=True),
-              help="Also write the report as JSON to this file ('-' for stdout instead of the text report).")
-@click.option("--junit", "junit_path", type=click.Path(),
-              help="Also write a JUnit XML file: one testcase per output and comparison.")
-@click.option("--layerwise", is_flag=True,
-              help="Also compare every layer's output with Keras' and report the first layer (and timestep) "
-                   "where they differ beyond the tolerance.")
-@click.option("--expected-trace", type=click.Path(),
-              help="A port's own per-layer/per-step dump in the `lstm-parity trace` format (.npz or .json) for "
-                   "sample --sample: report the first layer, timestep and gate where it departs.")
-@click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Which sample --expected-trace describes.")
+@click.option(
+    "--save-outputs",
+    type=click.Path(file_okay=False),
+    help="Write reference.npy/.npz (and keras.npy/.npz) into this folder, e.g. as a port's test data.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(allow_dash=True),
+    help="Also write the report as JSON to this file ('-' for stdout instead of the text report).",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(),
+    help="Also write a JUnit XML file: one testcase per output and comparison.",
+)
+@click.option(
+    "--layerwise",
+    is_flag=True,
+    help="Also compare every layer's output with Keras' and report the first layer (and timestep) "
+    "where they differ beyond the tolerance.",
+)
+@click.option(
+    "--expected-trace",
+    type=click.Path(),
+    help="A port's own per-layer/per-step dump in the `lstm-parity trace` format (.npz or .json) for "
+    "sample --sample: report the first layer, timestep and gate where it departs.",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which sample --expected-trace describes.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
-@click.option("--trust-model-code", is_flag=True,
-              help="DANGEROUS: let Keras load Lambda layers, which runs Python code stored in the model file, "
-                   "and load Keras 3 files outside safe_mode. Only for files you made or fully trust.")
+@click.option(
+    "--trust-model-code",
+    is_flag=True,
+    help="DANGEROUS: let Keras load Lambda layers, which runs Python code stored in the model file, "
+    "and load Keras 3 files outside safe_mode. Only for files you made or fully trust.",
+)
 @chunk_option
 @input_options
-def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple[str, ...], dtype: str,
-          semantics: str | None, batch_size: int, expected: str | None, no_keras: bool, save_outputs: str | None,
-          json_path: str | None, junit_path: str | None, layerwise: bool, expected_trace: str | None, sample: int,
-          quiet: bool, trust_model_code: bool, chunk_size: int | None, samples: int, seed: int, timesteps: int,
-          value_range: str, save_inputs: str | None) -> None:
+def check(
+    model: str,
+    input_file: str | None,
+    atol: tuple[str, ...],
+    rtol: tuple[str, ...],
+    dtype: str,
+    semantics: str | None,
+    batch_size: int,
+    expected: str | None,
+    no_keras: bool,
+    save_outputs: str | None,
+    json_path: str | None,
+    junit_path: str | None,
+    layerwise: bool,
+    expected_trace: str | None,
+    sample: int,
+    quiet: bool,
+    trust_model_code: bool,
+    chunk_size: int | None,
+    samples: int,
+    seed: int,
+    timesteps: int,
+    value_range: str,
+    save_inputs: str | None,
+) -> None:
     """Compare the NumPy reference with Keras model.predict (and/or with --expected outputs) on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
@@ -181,24 +293,53 @@ def check(model: str, input_file: str | None, atol: tuple[str, ...], rtol: tuple
     protected = [model] + [p for p in (input_file, expected, expected_trace) if p]
     tolerance = parse_tolerance(list(atol), list(rtol))
     spec = open_model(model)
-    whole_arrays = [name for name, used in (("--layerwise", layerwise), ("--expected-trace", expected_trace),
-                                            ("--save-outputs", save_outputs), ("--save-inputs", save_inputs)) if used]
+    whole_arrays = [
+        name
+        for name, used in (
+            ("--layerwise", layerwise),
+            ("--expected-trace", expected_trace),
+            ("--save-outputs", save_outputs),
+            ("--save-inputs", save_inputs),
+        )
+        if used
+    ]
     if chunk_size and whole_arrays:
-        raise BadInputError(f"{input_file}: --chunk-size streams INPUT and keeps no whole arrays; "
-                            f"{', '.join(whole_arrays)} need them (drop --chunk-size)")
+        raise BadInputError(
+            f"{input_file}: --chunk-size streams INPUT and keeps no whole arrays; "
+            f"{', '.join(whole_arrays)} need them (drop --chunk-size)"
+        )
     if worth_streaming(input_file, chunk_size) and not whole_arrays:
-        report = stream_check(spec, input_file, semantics=semantics, dtype=dtype, tolerance=tolerance,
-                              batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
-                              expected_path=expected, chunk_rows=chunk_size, show_progress=not quiet)
+        report = stream_check(
+            spec,
+            input_file,
+            semantics=semantics,
+            dtype=dtype,
+            tolerance=tolerance,
+            batch_size=batch_size,
+            keras=not no_keras,
+            trust_model_code=trust_model_code,
+            expected_path=expected,
+            chunk_rows=chunk_size,
+            show_progress=not quiet,
+        )
     else:
         inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
         expected_outputs = load_expected(spec, expected) if expected else None
         console = None if quiet or json_path == "-" else _console()
         with console.status("computing the reference and running Keras...") if console else contextlib.nullcontext():
-            report = run_check(spec, inputs, semantics=semantics, dtype=dtype, tolerance=tolerance,
-                               batch_size=batch_size, keras=not no_keras, trust_model_code=trust_model_code,
-                               expected=expected_outputs, layerwise=layerwise,
-                               expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None)
+            report = run_check(
+                spec,
+                inputs,
+                semantics=semantics,
+                dtype=dtype,
+                tolerance=tolerance,
+                batch_size=batch_size,
+                keras=not no_keras,
+                trust_model_code=trust_model_code,
+                expected=expected_outputs,
+                layerwise=layerwise,
+                expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None,
+            )
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
     _emit_check(report, code, json_path, junit_path, quiet, protected)
     if save_outputs:
@@ -212,8 +353,10 @@ def _load_trace(path: str) -> dict:
     import numpy as np
 
     from .arrays import load_arrays
+
     if path.endswith(".json"):
         from .formats.safety import parse_json
+
         try:
             with open(path, "rb") as handle:
                 data = parse_json(handle.read(), "trace JSON", path)
@@ -228,8 +371,9 @@ def _load_trace(path: str) -> dict:
     return loaded
 
 
-def _emit_check(report: Any, code: int, json_path: str | None, junit_path: str | None, quiet: bool,
-                protected: list[str]) -> None:
+def _emit_check(
+    report: Any, code: int, json_path: str | None, junit_path: str | None, quiet: bool, protected: list[str]
+) -> None:
     from .report.json_report import render_check_json
     from .report.junit import render_junit
     from .report.text import render_check, verdict
@@ -244,6 +388,7 @@ def _emit_check(report: Any, code: int, json_path: str | None, junit_path: str |
             click.echo(render_check(report), nl=False)
         else:
             from .report.rich_report import render_check_rich
+
             render_check_rich(report, console)
     if json_path and json_path != "-":
         _write_text(json_path, render_check_json(report, code), protected)
@@ -263,18 +408,27 @@ def _save_outputs(folder: str, report: Any, names: list[str]) -> None:
 
 def _write_text(path: str, text: str, inputs: list[str]) -> None:
     from .atomicio import atomic_write, refuse_overwriting_inputs
+
     refuse_overwriting_inputs(path, inputs)
     with atomic_write(path, "w") as handle:
         handle.write(text)
 
 
-@cli.command(epilog="""\b
+@cli.command(
+    epilog="""\b
 Examples:
   lstm-parity dump model.h5                 # JSON on stdout
-  lstm-parity dump model.keras -o model.json""")
+  lstm-parity dump model.keras -o model.json"""
+)
 @click.argument("model", type=click.Path())
-@click.option("-o", "--output", type=click.Path(allow_dash=True), default="-",
-              show_default=True, help="Where to write the JSON ('-' for stdout).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(allow_dash=True),
+    default="-",
+    show_default=True,
+    help="Where to write the JSON ('-' for stdout).",
+)
 def dump(model: str, output: str) -> None:
     """Write MODEL's layers, math-changing options and weights as JSON (no TensorFlow needed).
 
@@ -293,24 +447,47 @@ def dump(model: str, output: str) -> None:
         _write_text(output, text, [model])
 
 
-@cli.command(epilog="""\b
+@cli.command(
+    epilog="""\b
 Examples:
   lstm-parity predict model.h5 x.npy -o y.npy
   lstm-parity predict dump.json x.npy -o y.npy --dtype float32
-  lstm-parity predict model.h5 huge.npy -o y.npy --chunk-size 50000   # bounded memory""")
+  lstm-parity predict model.h5 huge.npy -o y.npy --chunk-size 50000   # bounded memory"""
+)
 @click.argument("model", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(),
-              help="Output file: .npy for one output, .npz (keys y0, y1, ... and output names) for several.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(),
+    help="Output file: .npy for one output, .npz (keys y0, y1, ... and output names) for several.",
+)
 @dtype_option
 @semantics_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Batch size of predict; matters only for stateful models, whose states carry across batches.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Batch size of predict; matters only for stateful models, whose states carry across batches.",
+)
 @chunk_option
 @input_options
-def predict(model: str, input_file: str | None, output: str, dtype: str, semantics: str | None, batch_size: int,
-            chunk_size: int | None, samples: int, seed: int, timesteps: int, value_range: str,
-            save_inputs: str | None) -> None:
+def predict(
+    model: str,
+    input_file: str | None,
+    output: str,
+    dtype: str,
+    semantics: str | None,
+    batch_size: int,
+    chunk_size: int | None,
+    samples: int,
+    seed: int,
+    timesteps: int,
+    value_range: str,
+    save_inputs: str | None,
+) -> None:
     """Run only the NumPy reference on INPUT and save its outputs (never imports TensorFlow).
 
     MODEL may be a .h5, a .keras or a JSON dump written by `lstm-parity dump`. Without INPUT,
@@ -330,18 +507,22 @@ def predict(model: str, input_file: str | None, output: str, dtype: str, semanti
     refuse_overwriting_inputs(output, protected)
     spec = open_model(model)
     if chunk_size and save_inputs:
-        raise BadInputError(f"{input_file}: --chunk-size streams INPUT; --save-inputs would copy it whole "
-                            f"(drop one of them)")
+        raise BadInputError(
+            f"{input_file}: --chunk-size streams INPUT; --save-inputs would copy it whole (drop one of them)"
+        )
     if not save_inputs and worth_streaming(input_file, chunk_size):
-        stream_predict(spec, input_file, output, dtype=dtype, semantics=semantics, batch_size=batch_size,
-                       chunk_rows=chunk_size)
+        stream_predict(
+            spec, input_file, output, dtype=dtype, semantics=semantics, batch_size=batch_size, chunk_rows=chunk_size
+        )
         return
     inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
     outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
     save_outputs(output, outputs, spec.output_names)
 
 
-@cli.command("check-all", epilog="""\b
+@cli.command(
+    "check-all",
+    epilog="""\b
 Examples:
   lstm-parity check-all                         # [tool.lstm-parity] in ./pyproject.toml
   lstm-parity check-all models.toml --jobs 2 --junit parity.xml --json parity.json
@@ -357,10 +538,19 @@ models.toml:
   path = "exports/encoder.h5"
   samples = 16
   expected = "port/encoder_outputs.npz"
-  atol = ["1e-5", "dense_1:1e-4"]""" + "\n\n" + EXIT_CODES_HELP)
+  atol = ["1e-5", "dense_1:1e-4"]"""
+    + "\n\n"
+    + EXIT_CODES_HELP,
+)
 @click.argument("config", required=False, type=click.Path())
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Check this many models at once, in separate processes.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Check this many models at once, in separate processes.",
+)
 @click.option("--json", "json_path", type=click.Path(allow_dash=True), help="Write all reports as JSON ('-': stdout).")
 @click.option("--junit", "junit_path", type=click.Path(), help="Write a JUnit XML file: one testsuite per model.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary verdict.")
@@ -387,15 +577,18 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
         _write_text(json_path, summary_json(results, code), protected)
     if junit_path:
         from .report.junit import render_junit
+
         _write_text(junit_path, render_junit(results), protected)
     if code:
         sys.exit(code)
 
 
-@cli.command(epilog="""\b
+@cli.command(
+    epilog="""\b
 Examples:
   lstm-parity inspect sample_models/tutorial.keras
-  lstm-parity inspect model.h5 --json""")
+  lstm-parity inspect model.h5 --json"""
+)
 @click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
 def inspect(model: str, as_json: bool) -> None:
@@ -412,14 +605,17 @@ def inspect(model: str, as_json: bool) -> None:
     click.echo(json_module.dumps(info, indent=2) + "\n" if as_json else render_inspection(info), nl=False)
 
 
-@cli.command("trace", epilog="""\b
+@cli.command(
+    "trace",
+    epilog="""\b
 Examples:
   lstm-parity trace sample_models/tutorial.keras sample_models/tutorial.input.npy --sample 2
   lstm-parity trace model.h5 x.npy --layer lstm_1 -o trace.npz
 \b
 Keys written: "<layer>/output<k>" (the layer's k-th output for the sample) and, for recurrent
 layers, "<layer>/<gate>" of shape (time, units) in processing order: LSTM i, f, c_hat, o, c, h;
-GRU z, r, h_hat, h; SimpleRNN h (Bidirectional: "<layer>/forward/<gate>", "<layer>/backward/<gate>").""")
+GRU z, r, h_hat, h; SimpleRNN h (Bidirectional: "<layer>/forward/<gate>", "<layer>/backward/<gate>").""",
+)
 @click.argument("model", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
 @click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="Which sample to trace.")
@@ -428,9 +624,20 @@ GRU z, r, h_hat, h; SimpleRNN h (Bidirectional: "<layer>/forward/<gate>", "<laye
 @dtype_option
 @semantics_option
 @input_options
-def trace_command(model: str, input_file: str | None, sample: int, layer: str | None, output: str | None,
-                  dtype: str, semantics: str | None, samples: int, seed: int, timesteps: int, value_range: str,
-                  save_inputs: str | None) -> None:
+def trace_command(
+    model: str,
+    input_file: str | None,
+    sample: int,
+    layer: str | None,
+    output: str | None,
+    dtype: str,
+    semantics: str | None,
+    samples: int,
+    seed: int,
+    timesteps: int,
+    value_range: str,
+    save_inputs: str | None,
+) -> None:
     """Every timestep of every recurrent layer's gates and every layer's output, for one sample:
     printed as a table, or written (-o) so a port can dump the same values and compare them with
     `lstm-parity check MODEL INPUT --expected-trace PORT_TRACE`. Never imports TensorFlow."""
@@ -447,40 +654,63 @@ def trace_command(model: str, input_file: str | None, sample: int, layer: str | 
         click.echo(render_trace(values), nl=False)
         return
     from .atomicio import refuse_overwriting_inputs
+
     refuse_overwriting_inputs(output, protected)
     if output.endswith(".json"):
         import json as json_module
-        body = {"schema_version": 1, "model": spec.source, "sample": sample,
-                "values": {k: v.tolist() for k, v in values.items()}}
+
+        body = {
+            "schema_version": 1,
+            "model": spec.source,
+            "sample": sample,
+            "values": {k: v.tolist() for k, v in values.items()},
+        }
         _write_text(output, json_module.dumps(body) + "\n", protected)
     else:
         import io
+
         buffer = io.BytesIO()
         np.savez(buffer, **values)
         from .atomicio import atomic_write
+
         with atomic_write(output) as handle:
             handle.write(buffer.getvalue())
 
 
-@cli.command(epilog="""\b
+@cli.command(
+    epilog="""\b
 Examples:
   lstm-parity upgrade old_keras2.h5 new.keras
   lstm-parity upgrade old.h5 new.keras x.npy --atol 1e-6
 \b
 Exit 0: written and proven; 1: Keras 3 on the rewrite does not match (nothing written); 3: no exact
 rewrite exists (e.g. an LSTM whose activation is hard_sigmoid): the message says by how much the naive
-conversion differs; --allow-semantic-change writes it anyway and records the difference.""")
+conversion differs; --allow-semantic-change writes it anyway and records the difference."""
+)
 @click.argument("old", type=click.Path())
 @click.argument("new", type=click.Path())
 @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path())
-@click.option("--allow-semantic-change", is_flag=True,
-              help="Write the file even where Keras 3 cannot compute the old math exactly (the report says how far).")
+@click.option(
+    "--allow-semantic-change",
+    is_flag=True,
+    help="Write the file even where Keras 3 cannot compute the old math exactly (the report says how far).",
+)
 @click.option("--atol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]ATOL")
 @click.option("--rtol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]RTOL")
 @input_options
-def upgrade(old: str, new: str, input_file: str | None, allow_semantic_change: bool, atol: tuple[str, ...],
-            rtol: tuple[str, ...], samples: int, seed: int, timesteps: int, value_range: str,
-            save_inputs: str | None) -> None:
+def upgrade(
+    old: str,
+    new: str,
+    input_file: str | None,
+    allow_semantic_change: bool,
+    atol: tuple[str, ...],
+    rtol: tuple[str, ...],
+    samples: int,
+    seed: int,
+    timesteps: int,
+    value_range: str,
+    save_inputs: str | None,
+) -> None:
     """Rewrite OLD (any file the reader understands: Keras 1/2, tf.keras, CuDNN layers, ...) as a Keras 3
     NEW.keras that plain keras.models.load_model loads, compensating where Keras 3's math moved
     (hard_sigmoid gates are rescaled exactly), and prove it: Keras 3 predicts on generated inputs (and

@@ -1,4 +1,5 @@
 """Helpers shared by `check` and `check-all`: inputs, expected outputs, tolerance options."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,9 @@ from .compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from .errors import BadInputError
 
 
-def make_inputs(spec: Any, input_path: str | None, samples: int, seed: int, timesteps: int,
-                value_range: str) -> list[np.ndarray]:
+def make_inputs(
+    spec: Any, input_path: str | None, samples: int, seed: int, timesteps: int, value_range: str
+) -> list[np.ndarray]:
     """The user's INPUT file checked against the model, or inputs generated from its config.
 
     Float inputs are rounded to float32 (what the model sees); token ids stay integers."""
@@ -38,20 +40,25 @@ def select_outputs(spec: Any, loaded: Any, path: str) -> list:
     names = spec.output_names
     if not isinstance(loaded, dict):
         if len(names) != 1:
-            raise BadInputError(f"{path}: the model has {len(names)} outputs {names}; pass an .npz keyed by those "
-                                f"names or y0..y{len(names) - 1}")
+            raise BadInputError(
+                f"{path}: the model has {len(names)} outputs {names}; pass an .npz keyed by those "
+                f"names or y0..y{len(names) - 1}"
+            )
         return [loaded]
     if len(names) == 1 and len(loaded) == 1:
         return list(loaded.values())
     for keys in (names, [f"y{i}" for i in range(len(names))]):
         if all(k in loaded for k in keys):
             return [loaded[k] for k in keys]
-    raise BadInputError(f"{path}: the model's outputs are {names}; the .npz must have those keys or "
-                        f"y0..y{len(names) - 1}, it has {sorted(loaded)}")
+    raise BadInputError(
+        f"{path}: the model's outputs are {names}; the .npz must have those keys or "
+        f"y0..y{len(names) - 1}, it has {sorted(loaded)}"
+    )
 
 
 def parse_tolerance(atols: list[str], rtols: list[str]) -> Tolerance:
     """`--atol 1e-5 --atol dense_1:1e-4` -> Tolerance with a default and per-output overrides."""
+
     def split(values: list[str], default: float, option: str) -> tuple[float, dict[str, float]]:
         overrides: dict[str, float] = {}
         for value in values:
@@ -67,6 +74,7 @@ def parse_tolerance(atols: list[str], rtols: list[str]) -> Tolerance:
             else:
                 default = parsed
         return default, overrides
+
     atol, atol_for = split(atols, DEFAULT_ATOL, "--atol")
     rtol, rtol_for = split(rtols, DEFAULT_RTOL, "--rtol")
     return Tolerance(atol, rtol, atol_for, rtol_for)

@@ -2,6 +2,7 @@
 
 Nothing here renders or reads files: it turns arrays into a ComparisonResult.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -11,8 +12,7 @@ import numpy as np
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 RULE = "|other - reference| <= atol + rtol * |reference|"
-NAN_RULE = ("NaN on both sides at the same place counts as equal, equal infinities too; "
-            "any other NaN or infinity fails")
+NAN_RULE = "NaN on both sides at the same place counts as equal, equal infinities too; any other NaN or infinity fails"
 
 
 @dataclass(frozen=True)
@@ -113,18 +113,44 @@ class OutputAccumulator:
         self.nan_mismatches += int(np.sum(mismatch_special))
 
     def result(self) -> OutputComparison:
-        shape = ((self.rows, *self.tail) if self.tail is not None else ())
+        shape = (self.rows, *self.tail) if self.tail is not None else ()
         if self.shape_mismatch:
-            return OutputComparison(self.name, shape, self.atol, self.rtol, float("inf"), float("inf"), float("inf"),
-                                    (), float("nan"), float("nan"), float("inf"), 0, self.shape_mismatch, False)
+            return OutputComparison(
+                self.name,
+                shape,
+                self.atol,
+                self.rtol,
+                float("inf"),
+                float("inf"),
+                float("inf"),
+                (),
+                float("nan"),
+                float("nan"),
+                float("inf"),
+                0,
+                self.shape_mismatch,
+                False,
+            )
         if self.count == 0:
-            return OutputComparison(self.name, shape, self.atol, self.rtol, 0.0, 0.0, 0.0, (), 0.0, 0.0, 0.0, 0, "",
-                                    True)
+            return OutputComparison(
+                self.name, shape, self.atol, self.rtol, 0.0, 0.0, 0.0, (), 0.0, 0.0, 0.0, 0, "", True
+            )
         return OutputComparison(
-            name=self.name, shape=shape, atol=self.atol, rtol=self.rtol, max_abs_diff=self.max_abs,
-            max_rel_diff=self.max_rel, mean_abs_diff=self.sum_abs / self.count, worst_index=self.worst,
-            reference_at_worst=self.ref_at, other_at_worst=self.got_at, min_atol_to_pass=self.needed,
-            nan_mismatches=self.nan_mismatches, shape_mismatch="", passed=self.ok)
+            name=self.name,
+            shape=shape,
+            atol=self.atol,
+            rtol=self.rtol,
+            max_abs_diff=self.max_abs,
+            max_rel_diff=self.max_rel,
+            mean_abs_diff=self.sum_abs / self.count,
+            worst_index=self.worst,
+            reference_at_worst=self.ref_at,
+            other_at_worst=self.got_at,
+            min_atol_to_pass=self.needed,
+            nan_mismatches=self.nan_mismatches,
+            shape_mismatch="",
+            passed=self.ok,
+        )
 
 
 def compare_output(name: str, reference: np.ndarray, other: np.ndarray, atol: float, rtol: float) -> OutputComparison:
@@ -136,12 +162,20 @@ def compare_output(name: str, reference: np.ndarray, other: np.ndarray, atol: fl
     return result if result.shape == ref_shape else replace(result, shape=ref_shape)
 
 
-def compare_outputs(names: list[str], reference: list[np.ndarray], other: list[np.ndarray],
-                    tolerance: Tolerance | None = None, against: str = "keras") -> ComparisonResult:
+def compare_outputs(
+    names: list[str],
+    reference: list[np.ndarray],
+    other: list[np.ndarray],
+    tolerance: Tolerance | None = None,
+    against: str = "keras",
+) -> ComparisonResult:
     """Compare each reference output with the other side's; raises ValueError if counts differ."""
     tolerance = tolerance or Tolerance()
     if len(reference) != len(other):
         raise ValueError(f"reference has {len(reference)} outputs, the other side {len(other)}")
     return ComparisonResult(
         tuple(compare_output(n, r, o, *tolerance.of(n)) for n, r, o in zip(names, reference, other)),
-        tolerance.atol, tolerance.rtol, against)
+        tolerance.atol,
+        tolerance.rtol,
+        against,
+    )

@@ -3,6 +3,7 @@
 float32 values are written as the exact decimal of their float64 widening, so reading the JSON
 back (`formats.weights_json.read_dump`) gives bit-identical float32 arrays. Schema: README.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,12 @@ def encode_array(array: np.ndarray) -> list | float | int | str:
     """Nested lists of exact values; NaN and infinities become the strings "nan", "inf", "-inf"."""
     values = array.astype(np.float64).tolist() if array.dtype.kind == "f" else array.tolist()
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+
         def fix(item: Any) -> Any:
             if isinstance(item, list):
                 return [fix(v) for v in item]
             return item if math.isfinite(item) else str(item)
+
         values = fix(values)
     return values
 
@@ -41,7 +44,7 @@ def _gate_views(layer: LayerSpec) -> dict[str, Any]:
         "columns": {g: [k * units, (k + 1) * units] for k, g in enumerate(gates)},
     }
     for name, array in zip(layer.weight_names, layer.weights):
-        views[name] = {g: array[..., k * units:(k + 1) * units] for k, g in enumerate(gates)}
+        views[name] = {g: array[..., k * units : (k + 1) * units] for k, g in enumerate(gates)}
     return views
 
 
@@ -56,14 +59,18 @@ def _tutorial_block(spec: ModelSpec) -> dict[str, Any] | None:
         return None
     units = int(options["units"])
     block = {
-        "W": lstm.weights[0], "U": lstm.weights[1],
+        "W": lstm.weights[0],
+        "U": lstm.weights[1],
         "b": lstm.weights[2] if len(lstm.weights) > 2 else np.zeros(4 * units, lstm.weights[0].dtype),
         "Wout": dense.weights[0],
-        "bout": dense.weights[1] if len(dense.weights) > 1 else np.zeros(dense.weights[0].shape[1], dense.weights[0].dtype),
+        "bout": dense.weights[1]
+        if len(dense.weights) > 1
+        else np.zeros(dense.weights[0].shape[1], dense.weights[0].dtype),
     }
     return {
         "gate_order": list(LSTM_GATES),
-        "activation": options.get("activation"), "recurrent_activation": options.get("recurrent_activation"),
+        "activation": options.get("activation"),
+        "recurrent_activation": options.get("recurrent_activation"),
         "dense_activation": dense.config.get("activation"),
         "equations": [
             "z = x_t @ W + h_tm1 @ U + b  # (4*h,) split into i, f, c~, o",
@@ -80,16 +87,25 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
     layers = []
     for layer in spec.layers:
         entry: dict[str, Any] = {
-            "name": layer.name, "class_name": layer.class_name,
+            "name": layer.name,
+            "class_name": layer.class_name,
             "inbound": [[list(ref) for ref in node] for node in layer.inbound],
-            "options": math_options(layer), "config": layer.config,
+            "options": math_options(layer),
+            "config": layer.config,
             **({"converted": layer.converted} if layer.converted else {}),
             **({"node_masks": list(layer.node_masks)} if layer.node_masks else {}),
-            "weights": [{"name": name, "stored_name": stored, "shape": list(array.shape),
-                         "dtype": str(array.dtype), "values": array}
-                        for name, stored, array in zip(layer.weight_names,
-                                                       layer.stored_names or [""] * len(layer.weights),
-                                                       layer.weights)],
+            "weights": [
+                {
+                    "name": name,
+                    "stored_name": stored,
+                    "shape": list(array.shape),
+                    "dtype": str(array.dtype),
+                    "values": array,
+                }
+                for name, stored, array in zip(
+                    layer.weight_names, layer.stored_names or [""] * len(layer.weights), layer.weights
+                )
+            ],
         }
         if layer.class_name in GATES and layer.weights:
             entry["gates"] = _gate_views(layer)
@@ -97,9 +113,14 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
     dump: dict[str, Any] = {
         "schema_version": DUMP_SCHEMA_VERSION,
         "tool": {"name": "lstm-parity", "version": __version__},
-        "source": {"path": spec.source, "sha256": spec.sha256, "format": spec.file_format,
-                   "keras_version": spec.keras_version, "semantics": spec.semantics,
-                   "model_class": spec.model_class},
+        "source": {
+            "path": spec.source,
+            "sha256": spec.sha256,
+            "format": spec.file_format,
+            "keras_version": spec.keras_version,
+            "semantics": spec.semantics,
+            "model_class": spec.model_class,
+        },
         "inputs": [{"name": ref[0], "shape": list(shape)} for ref, shape in zip(spec.inputs, spec.input_shapes)],
         "outputs": [{"name": name, "tensor": list(ref)} for name, ref in zip(spec.output_names, spec.outputs)],
         "layers": layers,

@@ -4,6 +4,7 @@ Internal bugs are plain Python exceptions; only these reach the user as a one-li
 Exit codes: 0 pass, 1 parity failure, 2 bad usage or unreadable input,
 3 model uses something the reference does not implement, 4 the Keras side could not load or run it.
 """
+
 from __future__ import annotations
 
 EXIT_PASS = 0

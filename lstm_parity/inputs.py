@@ -1,6 +1,7 @@
 """Inputs made from the model when the user gives none: shapes from the config, token ids for
 Embedding inputs, and padded sequences of varied lengths when the model masks, so the masking
 path is really exercised."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """`inspect`: a model's layers as a learner or porter needs them: class, output shape, parameters,
 the options that change the math, recurrent weights explained gate by gate, and whether the
 reference supports each layer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,9 @@ GATE_NAMES = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "h"), "SimpleRNN":
 LETTER = {"kernel": "W", "recurrent_kernel": "U", "bias": "b"}
 
 
-def explain_weights(class_name: str, names: tuple[str, ...], shapes: list[tuple[int, ...]], prefix: str = "") -> list[str]:
+def explain_weights(
+    class_name: str, names: tuple[str, ...], shapes: list[tuple[int, ...]], prefix: str = ""
+) -> list[str]:
     """'kernel (3, 20) = [W_i | W_f | W_c | W_o], each (3, 5)' for each recurrent weight."""
     gates = GATE_NAMES.get(class_name)
     if gates is None:
@@ -47,8 +50,9 @@ def _output_shapes(spec: ModelSpec) -> dict[str, list[tuple[int | None, ...]]]:
         runs.append(forward(spec, inputs, record=True).layer_outputs)
     shapes = {}
     for name, outputs in runs[0].items():
-        shapes[name] = [tuple(a if a == b else None for a, b in zip(x.shape, y.shape))
-                        for x, y in zip(outputs, runs[1][name])]
+        shapes[name] = [
+            tuple(a if a == b else None for a, b in zip(x.shape, y.shape)) for x, y in zip(outputs, runs[1][name])
+        ]
     return shapes
 
 
@@ -77,21 +81,30 @@ def inspect_model(spec: ModelSpec) -> dict[str, Any]:
             out = [spec.input_shapes[spec.input_names.index(layer.name)]] if layer.name in spec.input_names else []
         else:
             out = shapes.get(layer.name, [])
-        layers.append({
-            "name": layer.name, "class_name": layer.class_name,
-            "output_shapes": [list(s) for s in out],
-            "parameters": int(sum(w.size for w in layer.weights)),
-            "options": {k: v for k, v in math_options(layer).items() if k not in ("layer", "backward_layer")},
-            "weights": [{"name": n, "shape": list(w.shape)} for n, w in zip(layer.weight_names, layer.weights)],
-            "explained": _explain(layer),
-            "supported": not problems[layer.name],
-            "problem": problems[layer.name] or None,
-            "converted": layer.converted or None,
-        })
-    return {"path": spec.source, "format": spec.file_format, "saved_by_keras": spec.keras_version,
-            "semantics": spec.semantics, "model_class": spec.model_class,
-            "parameters": sum(l["parameters"] for l in layers), "layers": layers,
-            "supported": not any(problems.values())}
+        layers.append(
+            {
+                "name": layer.name,
+                "class_name": layer.class_name,
+                "output_shapes": [list(s) for s in out],
+                "parameters": int(sum(w.size for w in layer.weights)),
+                "options": {k: v for k, v in math_options(layer).items() if k not in ("layer", "backward_layer")},
+                "weights": [{"name": n, "shape": list(w.shape)} for n, w in zip(layer.weight_names, layer.weights)],
+                "explained": _explain(layer),
+                "supported": not problems[layer.name],
+                "problem": problems[layer.name] or None,
+                "converted": layer.converted or None,
+            }
+        )
+    return {
+        "path": spec.source,
+        "format": spec.file_format,
+        "saved_by_keras": spec.keras_version,
+        "semantics": spec.semantics,
+        "model_class": spec.model_class,
+        "parameters": sum(l["parameters"] for l in layers),
+        "layers": layers,
+        "supported": not any(problems.values()),
+    }
 
 
 def _explain(layer: LayerSpec) -> list[str]:
@@ -106,17 +119,30 @@ def _explain(layer: LayerSpec) -> list[str]:
 
 def render_inspection(info: dict[str, Any]) -> str:
     """A table of layers, then each recurrent layer's weights explained."""
+
     def shape_text(shapes: list) -> str:
         return ", ".join("(" + ", ".join("None" if d is None else str(d) for d in s) + ")" for s in shapes) or "?"
+
     rows = [("layer", "class", "output shape", "params", "supported", "options")]
     for layer in info["layers"]:
         options = ", ".join(f"{k}={v}" for k, v in layer["options"].items() if k not in ("batch_shape",))
-        rows.append((layer["name"], layer["class_name"], shape_text(layer["output_shapes"]), str(layer["parameters"]),
-                     "yes" if layer["supported"] else "NO", options))
+        rows.append(
+            (
+                layer["name"],
+                layer["class_name"],
+                shape_text(layer["output_shapes"]),
+                str(layer["parameters"]),
+                "yes" if layer["supported"] else "NO",
+                options,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [f"lstm-parity inspect {info['path']}",
-             f"  saved by Keras {info['saved_by_keras'] or '(unknown)'} ({info['format']}, {info['model_class']}); "
-             f"computed with {info['semantics']} semantics; {info['parameters']} parameters", ""]
+    lines = [
+        f"lstm-parity inspect {info['path']}",
+        f"  saved by Keras {info['saved_by_keras'] or '(unknown)'} ({info['format']}, {info['model_class']}); "
+        f"computed with {info['semantics']} semantics; {info['parameters']} parameters",
+        "",
+    ]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
     for layer in info["layers"]:
         if layer["explained"] or layer["problem"] or layer["converted"]:

@@ -4,6 +4,7 @@ Files saved by Keras 1/2 (and tf.keras 2.x) run through tf_keras with Keras 2 se
 saved by Keras 3 run through Keras 3. Models are loaded with compile=False (Keras 3 cannot
 reload some compiled legacy files) and predicted in Keras' default batches of 32.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,11 +64,15 @@ def import_keras(package: str) -> Any:
             else:
                 import keras as module
     except ImportError as exc:
-        hint = ("install the keras2 extra: pip install 'lstm-parity[keras2]'" if package == "tf_keras"
-                else "install TensorFlow: pip install 'tensorflow>=2.16'")
+        hint = (
+            "install the keras2 extra: pip install 'lstm-parity[keras2]'"
+            if package == "tf_keras"
+            else "install TensorFlow: pip install 'tensorflow>=2.16'"
+        )
         raise KerasSideError(f"cannot import {package} ({exc}); {hint}") from None
     with contextlib.suppress(Exception):
         import absl.logging
+
         absl.logging.set_verbosity(absl.logging.ERROR)
     return module
 
@@ -138,8 +143,13 @@ def _feed(inputs: list[np.ndarray]) -> Any:
     return inputs[0] if len(inputs) == 1 else list(inputs)
 
 
-def load_keras(path: str, file_format: str, semantics: str, layers: list[tuple[str, dict[str, Any]]] | None = None,
-               trust_model_code: bool = False) -> KerasModel:
+def load_keras(
+    path: str,
+    file_format: str,
+    semantics: str,
+    layers: list[tuple[str, dict[str, Any]]] | None = None,
+    trust_model_code: bool = False,
+) -> KerasModel:
     """Load `path` with the Keras of `semantics` (compile=False; Keras 3 in safe_mode unless trusted).
 
     `layers` ((class name, config) pairs from our reader) lets the runner refuse, before Keras
@@ -148,8 +158,10 @@ def load_keras(path: str, file_format: str, semantics: str, layers: list[tuple[s
     """
     lambdas = code_carrying_layers(layers or [])
     if lambdas and not trust_model_code:
-        raise KerasSideError(f"{path}: refusing to let Keras load Lambda layer(s) {lambdas}: loading runs the "
-                             f"Python code stored in the file; pass --trust-model-code only if you trust it")
+        raise KerasSideError(
+            f"{path}: refusing to let Keras load Lambda layer(s) {lambdas}: loading runs the "
+            f"Python code stored in the file; pass --trust-model-code only if you trust it"
+        )
     package = PACKAGE_FOR_SEMANTICS[semantics]
     module = import_keras(package)
     where = f"{path}: {package} {module.__version__}"
@@ -165,9 +177,16 @@ def load_keras(path: str, file_format: str, semantics: str, layers: list[tuple[s
     return KerasModel(package, module.__version__, module, model, where)
 
 
-def run_keras(path: str, file_format: str, semantics: str, inputs: list[np.ndarray],
-              batch_size: int = 32, layers: list[tuple[str, dict[str, Any]]] | None = None,
-              trust_model_code: bool = False, layer_outputs: bool = False) -> KerasRun:
+def run_keras(
+    path: str,
+    file_format: str,
+    semantics: str,
+    inputs: list[np.ndarray],
+    batch_size: int = 32,
+    layers: list[tuple[str, dict[str, Any]]] | None = None,
+    trust_model_code: bool = False,
+    layer_outputs: bool = False,
+) -> KerasRun:
     """Load `path` (see load_keras) and run `model.predict` on float32 `inputs` in one call.
 
     Raises KerasSideError (exit 4) when Keras is missing, cannot load the file, or fails to predict.
@@ -204,7 +223,7 @@ def _layer_outputs(module: Any, model: Any, feed: Any, batch_size: int, where: s
         raise KerasSideError(f"{where} could not expose per-layer outputs: {_first_line(exc)}") from None
     result, start = {}, 0
     for name, count in owners:
-        result[name] = values[start:start + count]
+        result[name] = values[start : start + count]
         start += count
     return result
 

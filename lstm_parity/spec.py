@@ -3,6 +3,7 @@
 Readers in `lstm_parity.formats` build a ModelSpec; the reference in `lstm_parity.reference`
 computes it. Nothing here imports TensorFlow or Keras.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

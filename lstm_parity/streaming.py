@@ -7,6 +7,7 @@ are released before the next. Peak memory follows the chunk size, not the file s
 each thread's working set (reference/parallel.py) plus the interpreter and libraries.
 Stateful models carry their states from chunk to chunk, so chunks are whole batches.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,7 @@ from .errors import BadInputError, KerasSideError
 from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
 from .spec import ModelSpec
 
-CHUNK_BYTES = 32 * 1024 ** 2  # input bytes per chunk unless --chunk-size says otherwise
+CHUNK_BYTES = 32 * 1024**2  # input bytes per chunk unless --chunk-size says otherwise
 
 
 class ArrayRows:
@@ -108,9 +109,17 @@ def progress(total: int, rows: int, label: str, enabled: bool) -> Iterator[Calla
         yield lambda n: bar.advance(task, n)
 
 
-def stream_predict(spec: ModelSpec, input_path: str, output: str, *, dtype: str = "float64",
-                   semantics: str | None = None, batch_size: int = 32, chunk_rows: int | None = None,
-                   show_progress: bool = True) -> None:
+def stream_predict(
+    spec: ModelSpec,
+    input_path: str,
+    output: str,
+    *,
+    dtype: str = "float64",
+    semantics: str | None = None,
+    batch_size: int = 32,
+    chunk_rows: int | None = None,
+    show_progress: bool = True,
+) -> None:
     """The reference on INPUT chunk by chunk, outputs written to `output` (.npy, or .npz for several)."""
     stream = open_stream(spec, input_path, chunk_rows, batch_size)
     writer = None
@@ -119,8 +128,11 @@ def stream_predict(spec: ModelSpec, input_path: str, output: str, *, dtype: str 
         states: dict = {}
         with progress(stream.total, stream.rows, "predict", show_progress) as advance:
             for start, stop, inputs in stream.chunks():
-                writer.write(predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype),
-                                             batch_size=batch_size, states=states))
+                writer.write(
+                    predict_batches(
+                        spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size, states=states
+                    )
+                )
                 advance(stop - start)
         writer.finish()
     except BaseException:
@@ -131,10 +143,20 @@ def stream_predict(spec: ModelSpec, input_path: str, output: str, *, dtype: str 
         stream.close()
 
 
-def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = None, dtype: str = "float64",
-                 tolerance: Tolerance | None = None, batch_size: int = 32, keras: bool = True,
-                 trust_model_code: bool = False, expected_path: str | None = None, chunk_rows: int | None = None,
-                 show_progress: bool = True):
+def stream_check(
+    spec: ModelSpec,
+    input_path: str,
+    *,
+    semantics: str | None = None,
+    dtype: str = "float64",
+    tolerance: Tolerance | None = None,
+    batch_size: int = 32,
+    keras: bool = True,
+    trust_model_code: bool = False,
+    expected_path: str | None = None,
+    chunk_rows: int | None = None,
+    show_progress: bool = True,
+):
     """`check` on INPUT chunk by chunk: reference and Keras on the same chunks, compared into running
     totals (worst index in the whole input), weights checked once. Returns a CheckReport without the
     output arrays. Stateful models are not streamed here (Keras would carry states between calls)."""
@@ -151,14 +173,21 @@ def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = No
     try:
         if expected_path:
             from .cli_support import select_outputs
+
             expected_found = open_rows(expected_path)
             expected_readers = select_outputs(spec, as_loaded(expected_found), expected_path)
         loaded = None
         if keras:
             refuse_keras_on_dump(spec)
             from .keras_runner import load_keras  # the only TensorFlow import, done late
-            loaded = load_keras(spec.source, spec.file_format, spec.semantics,
-                                [(layer.class_name, layer.config) for layer in spec.layers], trust_model_code)
+
+            loaded = load_keras(
+                spec.source,
+                spec.file_format,
+                spec.semantics,
+                [(layer.class_name, layer.config) for layer in spec.layers],
+                trust_model_code,
+            )
         against_keras = [OutputAccumulator(n, *tolerance.of(n)) for n in names]
         against_expected = [OutputAccumulator(n, *tolerance.of(n)) for n in names]
         with progress(stream.total, stream.rows, "check", show_progress) as advance:
@@ -167,38 +196,53 @@ def stream_check(spec: ModelSpec, input_path: str, *, semantics: str | None = No
                 if loaded is not None:
                     theirs = loaded.predict(inputs, batch_size)
                     if len(theirs) != len(reference):
-                        raise KerasSideError(f"{spec.source}: Keras returned {len(theirs)} outputs, the config "
-                                             f"declares {len(reference)}")
+                        raise KerasSideError(
+                            f"{spec.source}: Keras returned {len(theirs)} outputs, the config declares {len(reference)}"
+                        )
                     for acc, ours, other in zip(against_keras, reference, theirs):
                         acc.add(ours, other)
                 for acc, ours, reader in zip(against_expected, reference, expected_readers):
                     if tuple(reader.shape) == (stream.total, *ours.shape[1:]):
                         acc.add(ours, reader.read(start, stop))
                     else:
-                        acc.shape_mismatch = (f"reference {(stream.total, *ours.shape[1:])} vs other "
-                                              f"{tuple(reader.shape)}")
+                        acc.shape_mismatch = (
+                            f"reference {(stream.total, *ours.shape[1:])} vs other {tuple(reader.shape)}"
+                        )
                 advance(stop - start)
     finally:
         stream.close()
         close_all(expected_found)
-    notes = report_notes(spec, batch_size) + [f"streamed {stream.total} samples from {input_path} in chunks of "
-                                              f"{stream.rows} (Keras fed the same chunks)"]
+    notes = report_notes(spec, batch_size) + [
+        f"streamed {stream.total} samples from {input_path} in chunks of {stream.rows} (Keras fed the same chunks)"
+    ]
     expected = None
     if expected_path:
-        expected = ComparisonResult(tuple(a.result() for a in against_expected), tolerance.atol, tolerance.rtol,
-                                    against="expected")
-    common = dict(spec=spec, semantics=chosen, semantics_forced=semantics is not None,
-                  reference_dtype=str(np.dtype(dtype)), input_shapes=tuple(tuple(r.shape) for r in stream.readers),
-                  expected=expected)
+        expected = ComparisonResult(
+            tuple(a.result() for a in against_expected), tolerance.atol, tolerance.rtol, against="expected"
+        )
+    common = dict(
+        spec=spec,
+        semantics=chosen,
+        semantics_forced=semantics is not None,
+        reference_dtype=str(np.dtype(dtype)),
+        input_shapes=tuple(tuple(r.shape) for r in stream.readers),
+        expected=expected,
+    )
     if loaded is None:
         if expected is None:
             notes.append("Keras not run (--no-keras): nothing compared")
-        return CheckReport(keras_package="", keras_version="", weights=None, comparison=None, notes=tuple(notes),
-                           **common)
+        return CheckReport(
+            keras_package="", keras_version="", weights=None, comparison=None, notes=tuple(notes), **common
+        )
     comparison = ComparisonResult(tuple(a.result() for a in against_keras), tolerance.atol, tolerance.rtol)
-    return CheckReport(keras_package=loaded.package, keras_version=loaded.version,
-                       weights=check_weights(spec, loaded.layer_weights()), comparison=comparison,
-                       notes=tuple(notes), **common)
+    return CheckReport(
+        keras_package=loaded.package,
+        keras_version=loaded.version,
+        weights=check_weights(spec, loaded.layer_weights()),
+        comparison=comparison,
+        notes=tuple(notes),
+        **common,
+    )
 
 
 def worth_streaming(path: str | None, chunk_rows: int | None) -> bool:

@@ -5,6 +5,7 @@ Keys: "<layer>/output<k>" -> the layer's k-th output for the sample (batch axis 
 "<layer>/<gate>" -> (time, units) in processing order (reversed input order for go_backwards);
 Bidirectional layers use "<layer>/forward/<gate>" and "<layer>/backward/<gate>".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,15 @@ from .spec import ModelSpec
 GATE_ORDER = ("i", "f", "c_hat", "o", "z", "r", "h_hat", "c", "h")
 
 
-def trace(spec: ModelSpec, inputs: list[np.ndarray], *, sample: int = 0, layer: str | None = None,
-          semantics: str | None = None, dtype: Any = np.float64) -> dict[str, np.ndarray]:
+def trace(
+    spec: ModelSpec,
+    inputs: list[np.ndarray],
+    *,
+    sample: int = 0,
+    layer: str | None = None,
+    semantics: str | None = None,
+    dtype: Any = np.float64,
+) -> dict[str, np.ndarray]:
     """The trace of one sample (see the module docstring for keys); raises BadInputError for a bad
     sample index or layer name."""
     batch = inputs[0].shape[0]
@@ -28,7 +36,7 @@ def trace(spec: ModelSpec, inputs: list[np.ndarray], *, sample: int = 0, layer: 
     names = [l.name for l in spec.layers]
     if layer is not None and layer not in names:
         raise BadInputError(f"--layer {layer!r}: no such layer (layers: {names})")
-    one = [x[sample:sample + 1] for x in inputs]
+    one = [x[sample : sample + 1] for x in inputs]
     result = forward(spec, one, semantics=semantics, dtype=dtype, record=True)
     values: dict[str, np.ndarray] = {}
     for name in names:
@@ -46,8 +54,9 @@ def _gate_key(key: str) -> tuple:
     return (direction, GATE_ORDER.index(gate) if gate in GATE_ORDER else len(GATE_ORDER), gate)
 
 
-def first_divergence(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], atol: float, rtol: float,
-                     order: list[str]) -> dict[str, Any] | None:
+def first_divergence(
+    ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], atol: float, rtol: float, order: list[str]
+) -> dict[str, Any] | None:
     """Walk layers in model order, and within a recurrent layer timestep by timestep and gate by gate,
     to the first value outside |theirs - ours| <= atol + rtol*|ours|. None when all agree."""
     for layer in order:
@@ -59,12 +68,12 @@ def first_divergence(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray],
                 a, b = ours[key][t], np.asarray(theirs[key][t], dtype=np.float64)
                 bad = _exceeds(a, b, atol, rtol)
                 if bad is not None:
-                    return {"layer": layer, "timestep": t, "gate": key[len(layer) + 1:], "max_abs_diff": bad}
+                    return {"layer": layer, "timestep": t, "gate": key[len(layer) + 1 :], "max_abs_diff": bad}
         for key in keys:
             if key not in gate_keys:
                 bad = _exceeds(ours[key], np.asarray(theirs[key], dtype=np.float64), atol, rtol)
                 if bad is not None:
-                    return {"layer": layer, "timestep": None, "gate": key[len(layer) + 1:], "max_abs_diff": bad}
+                    return {"layer": layer, "timestep": None, "gate": key[len(layer) + 1 :], "max_abs_diff": bad}
     return None
 
 
@@ -78,8 +87,10 @@ def _exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> float | 
 def render_trace(values: dict[str, np.ndarray], max_units: int = 8) -> str:
     """A readable table: per recurrent layer, one row per timestep with each gate's values."""
     lines = []
-    layers = sorted({k.split("/", 1)[0] for k in values}, key=lambda n: list(values).index(next(
-        k for k in values if k.startswith(n + "/"))))
+    layers = sorted(
+        {k.split("/", 1)[0] for k in values},
+        key=lambda n: list(values).index(next(k for k in values if k.startswith(n + "/"))),
+    )
     for layer in layers:
         gates = [k for k in values if k.startswith(layer + "/") and not k.rsplit("/", 1)[1].startswith("output")]
         outputs = [k for k in values if k.startswith(layer + "/") and k.rsplit("/", 1)[1].startswith("output")]
@@ -90,7 +101,7 @@ def render_trace(values: dict[str, np.ndarray], max_units: int = 8) -> str:
                 for key in gates:
                     row = values[key][t].ravel()
                     shown = " ".join(f"{v:+.4f}" for v in row[:max_units]) + (" ..." if row.size > max_units else "")
-                    cells.append(f"{key[len(layer) + 1:]}=[{shown}]")
+                    cells.append(f"{key[len(layer) + 1 :]}=[{shown}]")
                 lines.append(f"  t={t:<3} " + "  ".join(cells))
         for key in outputs:
             row = values[key].ravel()

@@ -10,6 +10,7 @@ applied to the cell state; an Activation layer), the upgrade is refused unless t
 semantic change, and the report says by how much the naive conversion differs.
 Keras itself is imported only through keras_runner.
 """
+
 from __future__ import annotations
 
 import inspect as pyinspect
@@ -48,13 +49,14 @@ def _scale_columns(arrays: list[np.ndarray], gates: tuple[str, ...], scaled: set
         array = array.copy()
         for index, gate in enumerate(gates):
             if gate in scaled:
-                array[..., index * units:(index + 1) * units] *= SCALE
+                array[..., index * units : (index + 1) * units] *= SCALE
         out.append(array)
     return out
 
 
-def plan_recurrent(class_name: str, config: dict[str, Any], weights: list[np.ndarray], prefix: str
-                   ) -> tuple[list[np.ndarray], list[str], str]:
+def plan_recurrent(
+    class_name: str, config: dict[str, Any], weights: list[np.ndarray], prefix: str
+) -> tuple[list[np.ndarray], list[str], str]:
     """Rescaled weights, names of transformed arrays and a problem (if no exact rewrite) for one RNN."""
     gates = GATES[class_name]
     rec_hard = _is_hard_sigmoid(config.get("recurrent_activation", "sigmoid"))
@@ -74,9 +76,12 @@ def plan_recurrent(class_name: str, config: dict[str, Any], weights: list[np.nda
     if not scaled or not weights:
         return weights, [], problem
     units = weights[1].shape[-1] // len(gates)
-    names = ["kernel", "recurrent_kernel", "bias"][:len(weights)]
-    return (_scale_columns(weights, gates, scaled, units),
-            [f"{prefix}.{n} (gates {', '.join(sorted(scaled))} x1.2)" for n in names], problem)
+    names = ["kernel", "recurrent_kernel", "bias"][: len(weights)]
+    return (
+        _scale_columns(weights, gates, scaled, units),
+        [f"{prefix}.{n} (gates {', '.join(sorted(scaled))} x1.2)" for n in names],
+        problem,
+    )
 
 
 def plan_layer(layer: LayerSpec, semantics: str) -> LayerPlan:
@@ -90,16 +95,24 @@ def plan_layer(layer: LayerSpec, semantics: str) -> LayerPlan:
     elif cls == "Bidirectional":
         inner = layer.config["layer"]
         half = len(plan.weights) // 2
-        forward, t1, p1 = plan_recurrent(inner["class_name"], inner["config"], plan.weights[:half], f"{layer.name}/forward")
-        backward, t2, p2 = plan_recurrent(inner["class_name"], inner["config"], plan.weights[half:],
-                                          f"{layer.name}/backward")
+        forward, t1, p1 = plan_recurrent(
+            inner["class_name"], inner["config"], plan.weights[:half], f"{layer.name}/forward"
+        )
+        backward, t2, p2 = plan_recurrent(
+            inner["class_name"], inner["config"], plan.weights[half:], f"{layer.name}/backward"
+        )
         plan.weights, plan.transformed, plan.problem = forward + backward, t1 + t2, p1 or p2
     elif cls in ("Dense", "Conv1D", "Conv2D") and _is_hard_sigmoid(layer.config.get("activation")):
         plan.weights = [w * SCALE for w in plan.weights]
         plan.transformed = [f"{layer.name}.{n} x1.2" for n in layer.weight_names]
     elif cls == "TimeDistributed":
-        inner = LayerSpec(layer.name, layer.config["layer"]["class_name"], layer.config["layer"]["config"],
-                          layer.weights, layer.weight_names)
+        inner = LayerSpec(
+            layer.name,
+            layer.config["layer"]["class_name"],
+            layer.config["layer"]["config"],
+            layer.weights,
+            layer.weight_names,
+        )
         sub = plan_layer(inner, semantics)
         plan.weights, plan.transformed, plan.problem = sub.weights, sub.transformed, sub.problem
     elif _is_hard_sigmoid(layer.config.get("activation")):
@@ -118,8 +131,11 @@ def _kwargs(keras: Any, class_name: str, config: dict[str, Any]) -> dict[str, An
     if cls is None:
         raise UnsupportedError(f"Keras 3 has no layer class {class_name!r}; cannot upgrade it")
     accepted = set(pyinspect.signature(cls.__init__).parameters) | {"name", "trainable"}
-    kwargs = {k: v for k, v in config.items() if k in accepted and not k.endswith(DROPPED_SUFFIXES)
-              and k not in ("layer", "backward_layer")}
+    kwargs = {
+        k: v
+        for k, v in config.items()
+        if k in accepted and not k.endswith(DROPPED_SUFFIXES) and k not in ("layer", "backward_layer")
+    }
     kwargs.pop("dtype", None)
     if isinstance(config.get("dtype"), str) and config["dtype"].startswith("float"):
         kwargs["dtype"] = config["dtype"]  # (Keras 2.0 gave Embedding the int32 of its input: not a weight dtype)
@@ -147,10 +163,17 @@ def build_keras3_model(keras: Any, spec: ModelSpec, plans: list[LayerPlan]) -> A
     tensors: dict[tuple, Any] = {}
     for ref, shape, tokens in zip(spec.inputs, spec.input_shapes, spec.token_inputs()):
         tensors[ref] = keras.Input(batch_shape=tuple(shape), name=ref[0], dtype="int32" if tokens else "float32")
-    layers = {layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config)
-              for layer in spec.layers if layer.class_name != "InputLayer"}
-    pending = [(layer, node, refs) for layer in spec.layers if layer.class_name != "InputLayer"
-               for node, refs in enumerate(layer.inbound)]
+    layers = {
+        layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config)
+        for layer in spec.layers
+        if layer.class_name != "InputLayer"
+    }
+    pending = [
+        (layer, node, refs)
+        for layer in spec.layers
+        if layer.class_name != "InputLayer"
+        for node, refs in enumerate(layer.inbound)
+    ]
     while pending:
         ready = [item for item in pending if all(ref in tensors for ref in item[2])]
         if not ready:
@@ -165,8 +188,7 @@ def build_keras3_model(keras: Any, spec: ModelSpec, plans: list[LayerPlan]) -> A
             for index, tensor in enumerate(out if isinstance(out, (list, tuple)) else [out]):
                 tensors[(layer.name, node, index)] = tensor
             pending.remove((layer, node, refs))
-    model = keras.Model([tensors[ref] for ref in spec.inputs], [tensors[ref] for ref in spec.outputs],
-                        name="upgraded")
+    model = keras.Model([tensors[ref] for ref in spec.inputs], [tensors[ref] for ref in spec.outputs], name="upgraded")
     for name, layer in layers.items():
         weights = by_name[name].weights
         if weights:
@@ -176,10 +198,20 @@ def build_keras3_model(keras: Any, spec: ModelSpec, plans: list[LayerPlan]) -> A
 
 def masked_initial_state_layers(spec: ModelSpec) -> list[str]:
     """RNN layers called with initial_state in a model that masks: Keras 2 masks them, Keras 3 does not."""
-    masks = any(l.class_name == "Masking" or (l.class_name == "Embedding" and l.config.get("mask_zero"))
-                for l in spec.layers)
-    return [l.name for l in spec.layers if masks and (l.class_name in GATES or l.class_name == "Bidirectional")
-            and any(len(node) > 1 for node in l.inbound)] if spec.semantics == "keras2" else []
+    masks = any(
+        l.class_name == "Masking" or (l.class_name == "Embedding" and l.config.get("mask_zero")) for l in spec.layers
+    )
+    return (
+        [
+            l.name
+            for l in spec.layers
+            if masks
+            and (l.class_name in GATES or l.class_name == "Bidirectional")
+            and any(len(node) > 1 for node in l.inbound)
+        ]
+        if spec.semantics == "keras2"
+        else []
+    )
 
 
 @dataclass
@@ -199,13 +231,15 @@ class UpgradeReport:
 def naive_difference(spec: ModelSpec, inputs: list[np.ndarray]) -> float:
     """How far Keras 3's math is from the file's own on these inputs (the cost of not compensating)."""
     from .reference.forward import forward
+
     own = forward(spec, inputs, semantics=spec.semantics).outputs
     other = forward(spec, inputs, semantics="keras3").outputs
     return max(float(np.max(np.abs(a - b))) for a, b in zip(own, other))
 
 
-def run_upgrade(spec: ModelSpec, target: str, inputs: list[np.ndarray], tolerance: Any,
-                allow_semantic_change: bool = False) -> UpgradeReport:
+def run_upgrade(
+    spec: ModelSpec, target: str, inputs: list[np.ndarray], tolerance: Any, allow_semantic_change: bool = False
+) -> UpgradeReport:
     """Write `target` (.keras) only if Keras 3 on it reproduces the reference of `spec` within
     `tolerance` (or the user allowed a semantic change, which is then measured and reported).
     Raises UnsupportedError (3) when no exact rewrite exists, KerasSideError (4) when Keras fails."""
@@ -223,9 +257,11 @@ def run_upgrade(spec: ModelSpec, target: str, inputs: list[np.ndarray], toleranc
     if problems:
         change = naive_difference(spec, inputs)
         if not allow_semantic_change:
-            raise UnsupportedError(f"{spec.source}: {problems[0]}; the naive Keras 3 conversion would differ by "
-                                   f"{change:.3g} (max abs on the check inputs); pass --allow-semantic-change to "
-                                   f"write it anyway")
+            raise UnsupportedError(
+                f"{spec.source}: {problems[0]}; the naive Keras 3 conversion would differ by "
+                f"{change:.3g} (max abs on the check inputs); pass --allow-semantic-change to "
+                f"write it anyway"
+            )
     keras = import_keras("keras")
     folder = os.path.dirname(os.path.abspath(target))
     handle, temporary = tempfile.mkstemp(prefix=".lstm-parity-", suffix=".keras", dir=folder)
@@ -242,22 +278,38 @@ def run_upgrade(spec: ModelSpec, target: str, inputs: list[np.ndarray], toleranc
         except UnsupportedError:
             raise
         except Exception as exc:
-            raise KerasSideError(f"{spec.source}: Keras 3 could not build, save or reload the upgraded model: "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise KerasSideError(
+                f"{spec.source}: Keras 3 could not build, save or reload the upgraded model: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
         outputs = [np.asarray(o) for o in (raw if isinstance(raw, (list, tuple)) else [raw])]
         reference = predict_batches(spec, inputs, semantics=spec.semantics, batch_size=fixed_batch_size(spec) or 32)
         comparison = compare_outputs(spec.output_names, reference, outputs, tolerance, against="keras")
         identical = all(
             [w.tobytes() for w in reloaded.get_layer(plan.name).get_weights()] == [w.tobytes() for w in plan.weights]
-            for plan in plans if plan.weights)
+            for plan in plans
+            if plan.weights
+        )
         if comparison.passed or problems:
             os.replace(temporary, target)
             written = True
-        hints = [f"{name}: called with initial_state on masked input; Keras 2 masks it, Keras 3 does not, so "
-                 f"padded steps differ" for name in masked_initial_state_layers(spec)]
-        return UpgradeReport(spec.source, target, spec.keras_version, spec.semantics,
-                             [t for plan in plans for t in plan.transformed], identical, comparison, change, written,
-                             hints)
+        hints = [
+            f"{name}: called with initial_state on masked input; Keras 2 masks it, Keras 3 does not, so "
+            f"padded steps differ"
+            for name in masked_initial_state_layers(spec)
+        ]
+        return UpgradeReport(
+            spec.source,
+            target,
+            spec.keras_version,
+            spec.semantics,
+            [t for plan in plans for t in plan.transformed],
+            identical,
+            comparison,
+            change,
+            written,
+            hints,
+        )
     finally:
         if not written and os.path.exists(temporary):
             os.unlink(temporary)
@@ -265,20 +317,30 @@ def run_upgrade(spec: ModelSpec, target: str, inputs: list[np.ndarray], toleranc
 
 def render_upgrade(report: UpgradeReport) -> str:
     from .report.text import HEADER, output_row
-    lines = [f"lstm-parity upgrade {report.source} -> {report.target}",
-             f"  saved by    Keras {report.keras_version or '(unknown)'}; old semantics {report.semantics}",
-             f"  rewritten   as Keras 3 .keras, loads with plain keras.models.load_model",
-             "  weights     " + ("; ".join(report.transformed) if report.transformed else
-                                  "none transformed") + (", every other array bit-identical"
-                                                         if report.untouched_identical else ", SOME ARRAYS DIFFER")]
+
+    lines = [
+        f"lstm-parity upgrade {report.source} -> {report.target}",
+        f"  saved by    Keras {report.keras_version or '(unknown)'}; old semantics {report.semantics}",
+        f"  rewritten   as Keras 3 .keras, loads with plain keras.models.load_model",
+        "  weights     "
+        + ("; ".join(report.transformed) if report.transformed else "none transformed")
+        + (", every other array bit-identical" if report.untouched_identical else ", SOME ARRAYS DIFFER"),
+    ]
     if report.semantic_change is not None:
-        lines.append(f"  WARNING     semantic change allowed: Keras 3 on the new file differs from the old file's "
-                     f"math by up to {report.semantic_change:.3g}")
+        lines.append(
+            f"  WARNING     semantic change allowed: Keras 3 on the new file differs from the old file's "
+            f"math by up to {report.semantic_change:.3g}"
+        )
     rows = [HEADER] + [output_row(report.comparison, o) for o in report.comparison.outputs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines.append("  proof: Keras 3 predict on the new file vs the reference of the old file")
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines += [f"  hint        {hint}" for hint in report.hints]
-    verdict = ("PASS: written" if report.comparison.passed else
-               "WRITTEN with an allowed semantic change" if report.written else "FAIL: not written")
+    verdict = (
+        "PASS: written"
+        if report.comparison.passed
+        else "WRITTEN with an allowed semantic change"
+        if report.written
+        else "FAIL: not written"
+    )
     return "\n".join(lines + ["", f"{verdict} {report.target if report.written else ''}".rstrip()]) + "\n"

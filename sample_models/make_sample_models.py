@@ -8,6 +8,7 @@ a small synthetic series, saved as:
                            recurrent_activation='hard_sigmoid' (Keras 2's clip(0.2x+0.5))
 and for each an input `<stem>.input.npy` of shape (8, 4, 3): eight windows of the series.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,20 +29,23 @@ def series(n: int = 400) -> np.ndarray:
 
 
 def windows(data: np.ndarray, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    x = np.stack([data[i:i + LOOK_BACK] for i in range(start, start + count)])  # (count, 4, 3)
-    y = data[start + LOOK_BACK:start + LOOK_BACK + count, :1]  # (count, 1): next value of feature 0
+    x = np.stack([data[i : i + LOOK_BACK] for i in range(start, start + count)])  # (count, 4, 3)
+    y = data[start + LOOK_BACK : start + LOOK_BACK + count, :1]  # (count, 1): next value of feature 0
     return x, y
 
 
 def train(module, recurrent_activation: str, seed: int):
     module.utils.set_random_seed(seed)
     layers = module.layers
-    model = module.Sequential([
-        layers.InputLayer(input_shape=(LOOK_BACK, FEATURES)) if module.__name__ == "tf_keras"
-        else layers.Input(shape=(LOOK_BACK, FEATURES)),
-        layers.LSTM(HIDDEN, recurrent_activation=recurrent_activation),
-        layers.Dense(1),
-    ])
+    model = module.Sequential(
+        [
+            layers.InputLayer(input_shape=(LOOK_BACK, FEATURES))
+            if module.__name__ == "tf_keras"
+            else layers.Input(shape=(LOOK_BACK, FEATURES)),
+            layers.LSTM(HIDDEN, recurrent_activation=recurrent_activation),
+            layers.Dense(1),
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     x, y = windows(series(), 0, 300)
     model.fit(x, y, epochs=15, batch_size=16, verbose=0, shuffle=False)

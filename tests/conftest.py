@@ -3,6 +3,7 @@
 Writers: "k3-keras" (Keras 3 .keras zip), "k3-h5" (Keras 3 legacy HDF5), "k2-h5" (tf_keras HDF5).
 A model is described as a list of (class name, kwargs) after an Input of shape (time, features).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,19 @@ WRITERS = ("k3-keras", "k3-h5", "k2-h5")
 
 def keras_module(writer: str):
     from lstm_parity.keras_runner import import_keras
+
     return import_keras("tf_keras" if writer.startswith("k2") else "keras")
 
 
-def build_model(writer: str, time: int | None, features: int, layers: list[tuple[str, dict]],
-                seed: int = 0, functional: bool = False, weight_scale: float = 0.5):
+def build_model(
+    writer: str,
+    time: int | None,
+    features: int,
+    layers: list[tuple[str, dict]],
+    seed: int = 0,
+    functional: bool = False,
+    weight_scale: float = 0.5,
+):
     """Build a Keras model with `writer`'s Keras and give it seeded random weights (biases too)."""
     module = keras_module(writer)
     module.utils.set_random_seed(seed)
@@ -82,6 +91,7 @@ def run_cli():
 
     def invoke(*args: str):
         return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
     return invoke
 
 

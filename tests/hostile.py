@@ -2,6 +2,7 @@
 
 Each maker writes its files under `folder` and returns (CLI args, expected exit code, message
 fragment). Nothing here is committed as a blob."""
+
 from __future__ import annotations
 
 import io
@@ -71,12 +72,12 @@ def _npy(folder: Path, name: str, array: np.ndarray, **save) -> Path:
 
 def truncated_h5(d):
     data = H5.read_bytes()
-    return _predict(d, _bytes(d, "trunc.h5", data[:len(data) // 2])), 2, "not a readable HDF5 file (Unable"
+    return _predict(d, _bytes(d, "trunc.h5", data[: len(data) // 2])), 2, "not a readable HDF5 file (Unable"
 
 
 def truncated_keras(d):
     data = KERAS.read_bytes()
-    return _predict(d, _bytes(d, "trunc.keras", data[:len(data) // 2])), 2, "not a readable zip archive"
+    return _predict(d, _bytes(d, "trunc.keras", data[: len(data) // 2])), 2, "not a readable zip archive"
 
 
 def flipped_h5_superblock(d):
@@ -118,18 +119,27 @@ def directory_model(d):
 
 
 def zip_missing_config(d):
-    return _predict(d, _rezip(d, "noconfig.keras", lambda m: {k: v for k, v in m.items() if k != "config.json"})), \
-        2, "no config.json"
+    return (
+        _predict(d, _rezip(d, "noconfig.keras", lambda m: {k: v for k, v in m.items() if k != "config.json"})),
+        2,
+        "no config.json",
+    )
 
 
 def zip_missing_weights(d):
-    return _predict(d, _rezip(d, "noweights.keras",
-                              lambda m: {k: v for k, v in m.items() if k != "model.weights.h5"})), 2, "never built"
+    return (
+        _predict(d, _rezip(d, "noweights.keras", lambda m: {k: v for k, v in m.items() if k != "model.weights.h5"})),
+        2,
+        "never built",
+    )
 
 
 def zip_traversal(d):
-    return _predict(d, _rezip(d, "traversal.keras", lambda m: {**m, "../evil.py": b"print(1)"})), \
-        2, "points outside the archive"
+    return (
+        _predict(d, _rezip(d, "traversal.keras", lambda m: {**m, "../evil.py": b"print(1)"})),
+        2,
+        "points outside the archive",
+    )
 
 
 def zip_absolute(d):
@@ -137,19 +147,26 @@ def zip_absolute(d):
 
 
 def zip_unexpected_member(d):
-    return _predict(d, _rezip(d, "extra.keras", lambda m: {**m, "payload.pkl": b"\x80\x04"})), \
-        2, "unexpected archive member 'payload.pkl'"
+    return (
+        _predict(d, _rezip(d, "extra.keras", lambda m: {**m, "payload.pkl": b"\x80\x04"})),
+        2,
+        "unexpected archive member 'payload.pkl'",
+    )
 
 
 def zip_bomb(d):
-    return _predict(d, _rezip(d, "bomb.keras", lambda m: {**m, "model.weights.h5": bytes(16 * 1024 * 1024)})), \
-        2, "zip bomb"
+    return (
+        _predict(d, _rezip(d, "bomb.keras", lambda m: {**m, "model.weights.h5": bytes(16 * 1024 * 1024)})),
+        2,
+        "zip bomb",
+    )
 
 
 def h5_external_link(d):
     def edit(f):
         del f["model_weights/dense/dense/bias:0"]
         f["model_weights/dense/dense"]["bias:0"] = h5py.ExternalLink("/etc/passwd", "/x")
+
     return _predict(d, _edit_h5(d, "extlink.h5", edit)), 2, "external link"
 
 
@@ -157,15 +174,27 @@ def h5_soft_link(d):
     def edit(f):
         del f["model_weights/dense/dense/bias:0"]
         f["model_weights/dense/dense"]["bias:0"] = h5py.SoftLink("/model_weights/lstm/lstm/lstm_cell/bias:0")
+
     return _predict(d, _edit_h5(d, "softlink.h5", edit)), 2, "soft link"
 
 
 def h5_external_dataset(d):
     raw = d / "outside.bin"
     raw.write_bytes(np.zeros(1, np.float32).tobytes())
-    return _predict(d, _edit_h5(d, "extdata.h5", lambda f: _replace_dataset(
-        f, "model_weights/dense/dense/bias:0", shape=(1,), dtype="f4", external=[(str(raw), 0, 4)]))), \
-        2, "external file"
+    return (
+        _predict(
+            d,
+            _edit_h5(
+                d,
+                "extdata.h5",
+                lambda f: _replace_dataset(
+                    f, "model_weights/dense/dense/bias:0", shape=(1,), dtype="f4", external=[(str(raw), 0, 4)]
+                ),
+            ),
+        ),
+        2,
+        "external file",
+    )
 
 
 def h5_virtual_dataset(d):
@@ -174,13 +203,25 @@ def h5_virtual_dataset(d):
         layout[:] = h5py.VirtualSource(str(d / "elsewhere.h5"), "data", shape=(1,))
         del f["model_weights/dense/dense/bias:0"]
         f["model_weights/dense/dense"].create_virtual_dataset("bias:0", layout, fillvalue=0)
+
     return _predict(d, _edit_h5(d, "virtual.h5", edit)), 2, "virtual dataset"
 
 
 def h5_shape_bomb(d):
-    return _predict(d, _edit_h5(d, "bomb.h5", lambda f: _replace_dataset(
-        f, "model_weights/dense/dense/bias:0", shape=(10 ** 6, 10 ** 3), dtype="f4", chunks=(1000, 1000)))), \
-        2, "declares shape"
+    return (
+        _predict(
+            d,
+            _edit_h5(
+                d,
+                "bomb.h5",
+                lambda f: _replace_dataset(
+                    f, "model_weights/dense/dense/bias:0", shape=(10**6, 10**3), dtype="f4", chunks=(1000, 1000)
+                ),
+            ),
+        ),
+        2,
+        "declares shape",
+    )
 
 
 def config_invalid_json(d):
@@ -188,8 +229,7 @@ def config_invalid_json(d):
 
 
 def config_deeply_nested(d):
-    return _predict(d, _edit_h5(d, "deep.h5", lambda f: _config(f, "[" * 100000 + "]" * 100000))), \
-        2, "nested"
+    return _predict(d, _edit_h5(d, "deep.h5", lambda f: _config(f, "[" * 100000 + "]" * 100000))), 2, "nested"
 
 
 def config_wrong_type(d):
@@ -197,8 +237,11 @@ def config_wrong_type(d):
 
 
 def config_unknown_top_class(d):
-    return _predict(d, _edit_h5(d, "top.h5", lambda f: _config(f, json.dumps({"class_name": "Pipeline",
-                                                                              "config": {}})))), 3, "'Pipeline'"
+    return (
+        _predict(d, _edit_h5(d, "top.h5", lambda f: _config(f, json.dumps({"class_name": "Pipeline", "config": {}})))),
+        3,
+        "'Pipeline'",
+    )
 
 
 def weight_count_mismatch(d):
@@ -206,31 +249,54 @@ def weight_count_mismatch(d):
         group = f["model_weights/lstm"]
         names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
         group.attrs["weight_names"] = [n.encode() for n in names if "bias" not in n]
+
     return _predict(d, _edit_h5(d, "count.h5", edit)), 2, "holds 2 weight arrays, expected 3"
 
 
 def weight_shape_mismatch(d):
-    return _predict(d, _edit_h5(d, "shape.h5", lambda f: _replace_dataset(
-        f, "model_weights/dense/dense/bias:0", data=np.zeros((2,), np.float32)))), \
-        2, "layer 'dense' (Dense): weight bias has shape (2,), expected (1,)"
+    return (
+        _predict(
+            d,
+            _edit_h5(
+                d,
+                "shape.h5",
+                lambda f: _replace_dataset(f, "model_weights/dense/dense/bias:0", data=np.zeros((2,), np.float32)),
+            ),
+        ),
+        2,
+        "layer 'dense' (Dense): weight bias has shape (2,), expected (1,)",
+    )
 
 
 def dense_width_mismatch(d):
-    return _predict(d, _edit_h5(d, "width.h5", lambda f: _replace_dataset(
-        f, "model_weights/dense/dense/kernel:0", data=np.zeros((4, 1), np.float32)))), \
-        2, "layer 'dense' (Dense): input has 5 features on axis -1, the weights expect 4"
+    return (
+        _predict(
+            d,
+            _edit_h5(
+                d,
+                "width.h5",
+                lambda f: _replace_dataset(f, "model_weights/dense/dense/kernel:0", data=np.zeros((4, 1), np.float32)),
+            ),
+        ),
+        2,
+        "layer 'dense' (Dense): input has 5 features on axis -1, the weights expect 4",
+    )
 
 
 def weights_only_file(d):
     def edit(f):  # what model.save_weights writes: the weight attributes at the root, no model_config
         del f.attrs["model_config"]
         f.attrs["layer_names"] = f["model_weights"].attrs["layer_names"]
+
     return _predict(d, _edit_h5(d, "weights.h5", edit)), 2, "weights-only file"
 
 
 def pickled_npy(d):
-    return _predict(d, KERAS, _npy(d, "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)), \
-        2, "pickled"
+    return (
+        _predict(d, KERAS, _npy(d, "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)),
+        2,
+        "pickled",
+    )
 
 
 def object_npz(d):
@@ -261,6 +327,7 @@ def zero_samples(d):
 
 def zero_timesteps(d):
     from conftest import build_model, save_model  # a model with an open time axis
+
     model = build_model("k3-keras", None, 3, [("LSTM", dict(units=2))])
     path = save_model(model, "k3-keras", d, "open_time")
     return _predict(d, path, _npy(d, "t.npy", np.zeros((2, 0, 3), np.float32))), 2, "empty axis"
@@ -282,8 +349,11 @@ def integer_to_float_model(d):
 
 def float_to_embedding(d):
     from conftest import build_with, save_model
-    emb = build_with("k3-keras", lambda k: k.Sequential([k.Input(shape=(5,), dtype="int32"),
-                                                         k.layers.Embedding(10, 2), k.layers.LSTM(2)]))
+
+    emb = build_with(
+        "k3-keras",
+        lambda k: k.Sequential([k.Input(shape=(5,), dtype="int32"), k.layers.Embedding(10, 2), k.layers.LSTM(2)]),
+    )
     path = save_model(emb, "k3-keras", d, "embedding")
     return _predict(d, path, _npy(d, "e.npy", np.ones((2, 5), np.float32))), 2, "feeds an Embedding"
 
@@ -291,8 +361,7 @@ def float_to_embedding(d):
 def forged_npy_header(d):
     path = d / "forged.npy"
     with open(path, "wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
-                                                      "shape": (10 ** 9, 4, 3)})
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 4, 3)})
         handle.write(bytes(64))
     return _predict(d, KERAS, path), 2, "declares shape (1000000000, 4, 3)"
 
@@ -326,11 +395,51 @@ def npz_wrong_keys(d):
     return _predict(d, KERAS, path), 2, "the model's inputs are ['input_layer']"
 
 
-CASES = [truncated_h5, truncated_keras, flipped_h5_superblock, flipped_keras_payload, random_bytes_h5,
-         random_bytes_keras, random_bytes_npy, empty_model, directory_model, zip_missing_config,
-         zip_missing_weights, zip_traversal, zip_absolute, zip_unexpected_member, zip_bomb, h5_external_link,
-         h5_soft_link, h5_external_dataset, h5_virtual_dataset, h5_shape_bomb, config_invalid_json,
-         config_deeply_nested, config_wrong_type, config_unknown_top_class, weight_count_mismatch,
-         weight_shape_mismatch, dense_width_mismatch, weights_only_file, output_is_directory, pickled_npy, object_npz, string_npy, complex_npy, wrong_rank,
-         wrong_features, zero_samples, zero_timesteps, nan_input, inf_input, integer_to_float_model,
-         float_to_embedding, forged_npy_header, npz_bomb, output_is_input, output_folder_missing, npz_wrong_keys]
+CASES = [
+    truncated_h5,
+    truncated_keras,
+    flipped_h5_superblock,
+    flipped_keras_payload,
+    random_bytes_h5,
+    random_bytes_keras,
+    random_bytes_npy,
+    empty_model,
+    directory_model,
+    zip_missing_config,
+    zip_missing_weights,
+    zip_traversal,
+    zip_absolute,
+    zip_unexpected_member,
+    zip_bomb,
+    h5_external_link,
+    h5_soft_link,
+    h5_external_dataset,
+    h5_virtual_dataset,
+    h5_shape_bomb,
+    config_invalid_json,
+    config_deeply_nested,
+    config_wrong_type,
+    config_unknown_top_class,
+    weight_count_mismatch,
+    weight_shape_mismatch,
+    dense_width_mismatch,
+    weights_only_file,
+    output_is_directory,
+    pickled_npy,
+    object_npz,
+    string_npy,
+    complex_npy,
+    wrong_rank,
+    wrong_features,
+    zero_samples,
+    zero_timesteps,
+    nan_input,
+    inf_input,
+    integer_to_float_model,
+    float_to_embedding,
+    forged_npy_header,
+    npz_bomb,
+    output_is_input,
+    output_folder_missing,
+    npz_wrong_keys,
+]

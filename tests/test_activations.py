@@ -1,4 +1,5 @@
 """Every activation in our tables against the matching Keras generation's own function."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,7 @@ def test_table_matches_keras(semantics, writer):
     module = keras_module(writer)
     x2d = X.reshape(7, 24)  # softmax-like functions act on the last axis
     for name, ours in ACTIVATIONS[semantics].items():
-        theirs = np.asarray(module.activations.get(name)(module.backend.constant(x2d) if writer == "k2-h5"
-                                                           else x2d))
+        theirs = np.asarray(module.activations.get(name)(module.backend.constant(x2d) if writer == "k2-h5" else x2d))
         np.testing.assert_allclose(ours(x2d.astype(np.float64)), theirs, atol=2e-6, rtol=2e-6, err_msg=name)
 
 
@@ -30,7 +30,10 @@ def test_hard_sigmoid_differs_between_generations():
 
 
 def test_keras3_serialized_activation_and_unknown_name():
-    assert get_activation({"module": "keras.activations", "class_name": "function", "config": "tanh",
-                           "registered_name": "function"}, "keras3", "t")(np.array([0.5]))[0] == np.tanh(0.5)
+    assert get_activation(
+        {"module": "keras.activations", "class_name": "function", "config": "tanh", "registered_name": "function"},
+        "keras3",
+        "t",
+    )(np.array([0.5]))[0] == np.tanh(0.5)
     with pytest.raises(UnsupportedError, match="'my_act' is not implemented.*supported:.*tanh"):
         get_activation("my_act", "keras3", "model.h5: layer 'lstm' (LSTM)")

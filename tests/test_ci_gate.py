@@ -1,6 +1,7 @@
 """The CI gate: expected outputs from a port, per-output tolerances, NaN rules, JSON (validated
 against its schema) and JUnit (parsed as XML), terminal vs plain output, and check-all over many
 models in parallel."""
+
 from __future__ import annotations
 
 import json
@@ -72,15 +73,19 @@ for args in (['predict', r'{TUTORIAL}', r'{TUTORIAL_X}', '-o', r'{out}'],
 def _two_outputs(k):
     inp = k.Input(shape=(5, 3))
     seq = k.layers.LSTM(4, return_sequences=True, name="seq")(inp)
-    return k.Model(inp, [k.layers.Dense(2, name="head_a")(seq), k.layers.Dense(1, name="head_b")(k.layers.LSTM(3)(seq))])
+    return k.Model(
+        inp, [k.layers.Dense(2, name="head_a")(seq), k.layers.Dense(1, name="head_b")(k.layers.LSTM(3)(seq))]
+    )
 
 
 def test_per_output_tolerance_overrides(tmp_path, run_cli):
     model = build_with("k3-keras", _two_outputs)
     path = save_model(model, "k3-keras", tmp_path)
     outs = tmp_path / "outs"
-    assert run_cli("check", path, "--samples", "3", "--save-outputs", outs, "--save-inputs", tmp_path / "x.npy"
-                   ).exit_code == 0
+    assert (
+        run_cli("check", path, "--samples", "3", "--save-outputs", outs, "--save-inputs", tmp_path / "x.npy").exit_code
+        == 0
+    )
     ref = np.load(outs / "reference.npz")
     port = {"y0": ref["y0"], "y1": ref["y1"] + 5e-4}
     np.savez(tmp_path / "port.npz", **port)
@@ -108,8 +113,17 @@ def test_nan_and_inf_rules():
 
 def test_junit_and_json_for_check(tmp_path, run_cli):
     junit, report = tmp_path / "j.xml", tmp_path / "r.json"
-    result = run_cli("check", SAMPLES / "tutorial_keras2.h5", SAMPLES / "tutorial_keras2.input.npy",
-                     "--semantics", "keras3", "--junit", junit, "--json", report)
+    result = run_cli(
+        "check",
+        SAMPLES / "tutorial_keras2.h5",
+        SAMPLES / "tutorial_keras2.input.npy",
+        "--semantics",
+        "keras3",
+        "--junit",
+        junit,
+        "--json",
+        report,
+    )
     assert result.exit_code == 1
     root = ET.parse(junit).getroot()
     assert root.tag == "testsuites" and root.get("failures") == "1" and root.get("tests") == "2"
@@ -128,8 +142,9 @@ def _in_a_terminal(args, env_extra):
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     env.update(env_extra)
-    proc = subprocess.Popen([sys.executable, "-m", "lstm_parity", *map(str, args)], stdout=slave, stderr=slave,
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstm_parity", *map(str, args)], stdout=slave, stderr=slave, cwd=ROOT, env=env
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -152,8 +167,9 @@ def test_terminal_gets_colour_and_no_color_or_pipes_get_plain_text(tmp_path):
     assert code == 1 and "\x1b[" in coloured and "FAIL" in coloured
     plain, code = _in_a_terminal(args, {"NO_COLOR": "1", "TERM": "xterm-256color"})
     assert code == 1 and "\x1b[" not in plain and "FAIL: 0/1 comparisons" in plain
-    piped = subprocess.run([sys.executable, "-m", "lstm_parity", *map(str, args)], capture_output=True, text=True,
-                           cwd=ROOT, timeout=120)
+    piped = subprocess.run(
+        [sys.executable, "-m", "lstm_parity", *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert "\x1b[" not in piped.stdout and "FAIL: 0/1 comparisons" in piped.stdout
 
 
@@ -171,7 +187,7 @@ input = "{TUTORIAL_X}"
 
 [[tool.lstm-parity.models]]
 name = "keras2-as-keras3"
-path = "{SAMPLES / 'tutorial_keras2.h5'}"
+path = "{SAMPLES / "tutorial_keras2.h5"}"
 semantics = "keras3"
 
 [[tool.lstm-parity.models]]
@@ -180,7 +196,7 @@ path = "noise.h5"
 
 [[tool.lstm-parity.models]]
 name = "legacy"
-path = "{SAMPLES / 'tutorial_legacy.h5'}"
+path = "{SAMPLES / "tutorial_legacy.h5"}"
 atol = ["1e-5", "dense:1e-4"]
 """)
     junit, report = tmp_path / "all.xml", tmp_path / "all.json"
@@ -189,8 +205,9 @@ atol = ["1e-5", "dense:1e-4"]
     lines = result.stdout.splitlines()
     assert any(line.startswith("tutorial ") and "PASS" in line for line in lines)
     assert any(line.startswith("keras2-as-keras3") and "FAIL" in line for line in lines)
-    assert any(line.startswith("noise") and "ERROR (bad input)" in line and "not a Keras model file" in line
-               for line in lines)
+    assert any(
+        line.startswith("noise") and "ERROR (bad input)" in line and "not a Keras model file" in line for line in lines
+    )
     assert any(line.startswith("legacy") and "PASS" in line for line in lines)
     assert "2/4 models passed, 1 failed, 1 could not be checked (exit 2)" in result.stdout
     data = json.loads(report.read_text())
@@ -217,6 +234,12 @@ def test_repository_check_all_config_passes(run_cli, monkeypatch):
     Actions job and pre-commit hook run."""
     monkeypatch.chdir(ROOT)
     result = run_cli("check-all", "-q")
-    assert result.exit_code == 0 and result.stdout == "PASS: 3/3 models passed, 0 failed, 0 could not be checked (exit 0)\n"
+    assert (
+        result.exit_code == 0
+        and result.stdout == "PASS: 3/3 models passed, 0 failed, 0 could not be checked (exit 0)\n"
+    )
     workflow = (ROOT / ".github" / "workflows" / "parity.yml").read_text()
-    assert "lstm-parity check-all" in workflow and "lstm-parity check-all" in (ROOT / ".pre-commit-config.yaml").read_text()
+    assert (
+        "lstm-parity check-all" in workflow
+        and "lstm-parity check-all" in (ROOT / ".pre-commit-config.yaml").read_text()
+    )

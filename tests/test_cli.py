@@ -1,4 +1,5 @@
 """Every exit code of the CLI, with the one-line messages users see."""
+
 from __future__ import annotations
 
 import json
@@ -59,12 +60,15 @@ def test_json_to_stdout(run_cli):
     assert out["max_abs_diff"] < 1e-6 and out["shape"] == [8, 1] and len(out["worst_index"]) == 2
 
 
-@pytest.mark.parametrize("content,fragment", [
-    (b"", "empty"),
-    (b"hello, not a model", "not a Keras model file"),
-    (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "not a readable HDF5 file"),
-    (b"PK\x03\x04garbage", "not a readable zip archive"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        (b"", "empty"),
+        (b"hello, not a model", "not a Keras model file"),
+        (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "not a readable HDF5 file"),
+        (b"PK\x03\x04garbage", "not a readable zip archive"),
+    ],
+)
 def test_exit_2_unreadable_model(run_cli, tmp_path, content, fragment):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(content)
@@ -82,14 +86,17 @@ def test_exit_2_missing_files(run_cli, tmp_path):
     _one_line_error(result, "nope.npy", "no such file")
 
 
-@pytest.mark.parametrize("array,fragment", [
-    (np.zeros((2, 4, 7), np.float32), "expected (batch, 4, 3)"),
-    (np.zeros((2, 5, 3), np.float32), "axis 1 must be 4"),
-    (np.zeros((0, 4, 3), np.float32), "zero samples"),
-    (np.zeros((2, 2, 4, 3), np.float32), "expected (batch, 4, 3)"),
-    (np.full((2, 4, 3), np.nan, np.float32), "NaN/Inf"),
-    (np.zeros((2, 4, 3), np.complex64), "dtype complex64; expected float32 values of shape (batch, 4, 3)"),
-])
+@pytest.mark.parametrize(
+    "array,fragment",
+    [
+        (np.zeros((2, 4, 7), np.float32), "expected (batch, 4, 3)"),
+        (np.zeros((2, 5, 3), np.float32), "axis 1 must be 4"),
+        (np.zeros((0, 4, 3), np.float32), "zero samples"),
+        (np.zeros((2, 2, 4, 3), np.float32), "expected (batch, 4, 3)"),
+        (np.full((2, 4, 3), np.nan, np.float32), "NaN/Inf"),
+        (np.zeros((2, 4, 3), np.complex64), "dtype complex64; expected float32 values of shape (batch, 4, 3)"),
+    ],
+)
 def test_exit_2_bad_input_arrays(run_cli, tmp_path, array, fragment):
     x_path = write_npy(tmp_path, "x.npy", array)
     result = run_cli("check", TUTORIAL, x_path)
@@ -121,22 +128,45 @@ def test_exit_2_click_usage(run_cli):
 
 
 def test_exit_3_unsupported_layer(run_cli, tmp_path):
-    model = build_model("k3-keras", 5, 2, [("Conv1DTranspose", dict(filters=3, kernel_size=2, name="conv1d_transpose")),
-                                           ("LSTM", dict(units=2)), ("Dense", dict(units=1))])
+    model = build_model(
+        "k3-keras",
+        5,
+        2,
+        [
+            ("Conv1DTranspose", dict(filters=3, kernel_size=2, name="conv1d_transpose")),
+            ("LSTM", dict(units=2)),
+            ("Dense", dict(units=1)),
+        ],
+    )
     path = save_model(model, "k3-keras", tmp_path)
     x_path = write_npy(tmp_path, "x.npy", np.zeros((1, 5, 2), np.float32))
     for args in (("check", path, x_path), ("predict", path, x_path, "-o", tmp_path / "y.npy")):
         result = run_cli(*args)
         assert result.exit_code == 3
-        _one_line_error(result, str(path), "layer 'conv1d_transpose' (Conv1DTranspose)", "is not supported",
-                        "supported: ", "LSTM", "GRU")
+        _one_line_error(
+            result,
+            str(path),
+            "layer 'conv1d_transpose' (Conv1DTranspose)",
+            "is not supported",
+            "supported: ",
+            "LSTM",
+            "GRU",
+        )
 
 
 def test_exit_3_unsupported_option(run_cli, tmp_path):
-    model = build_model("k2-h5", 5, 2, [("LSTM", dict(units=3, recurrent_activation="hard_sigmoid")),
-                                        ("Dense", dict(units=1, activation="selu", name="dense"))])
+    model = build_model(
+        "k2-h5",
+        5,
+        2,
+        [
+            ("LSTM", dict(units=3, recurrent_activation="hard_sigmoid")),
+            ("Dense", dict(units=1, activation="selu", name="dense")),
+        ],
+    )
     path = save_model(model, "k2-h5", tmp_path)
     import h5py
+
     with h5py.File(path, "r+") as f:  # an activation no Keras generation ships
         f.attrs["model_config"] = f.attrs["model_config"].replace('"selu"', '"fancy_act"')
     x_path = write_npy(tmp_path, "x.npy", np.zeros((1, 5, 2), np.float32))
@@ -157,6 +187,7 @@ def test_exit_4_keras_cannot_load(run_cli, tmp_path):
     model = build_model("k3-h5", 4, 3, [("LSTM", dict(units=2)), ("Dense", dict(units=1))])
     path = save_model(model, "k3-h5", tmp_path)
     import h5py
+
     with h5py.File(path, "r+") as f:
         f.attrs["model_config"] = f.attrs["model_config"].replace('"units": 2,', '"units": 2, "time_major": false,')
     x_path = write_npy(tmp_path, "x.npy", np.zeros((1, 4, 3), np.float32))
@@ -187,6 +218,7 @@ def test_exit_5_internal_error_is_one_line(run_cli, tmp_path, monkeypatch):
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug of ours")
+
     monkeypatch.setattr(forward_module, "forward", broken)
     result = run_cli("predict", TUTORIAL, TUTORIAL_X, "-o", tmp_path / "y.npy")
     assert result.exit_code == 5
@@ -196,11 +228,17 @@ def test_exit_5_internal_error_is_one_line(run_cli, tmp_path, monkeypatch):
 
 def test_generated_inputs_follow_seed_range_and_timesteps(run_cli, tmp_path):
     from conftest import build_model, save_model
+
     model = build_model("k3-keras", None, 3, [("LSTM", dict(units=2))])  # open time axis
     path = save_model(model, "k3-keras", tmp_path)
+
     def generate(name, *options):
-        assert run_cli("predict", path, "-o", tmp_path / "y.npy", "--save-inputs", tmp_path / name, *options).exit_code == 0
+        assert (
+            run_cli("predict", path, "-o", tmp_path / "y.npy", "--save-inputs", tmp_path / name, *options).exit_code
+            == 0
+        )
         return np.load(tmp_path / name)
+
     a = generate("a.npy", "--samples", "5", "--seed", "3", "--timesteps", "9", "--range", "2,3")
     b = generate("b.npy", "--samples", "5", "--seed", "3", "--timesteps", "9", "--range", "2,3")
     c = generate("c.npy", "--samples", "5", "--seed", "4", "--timesteps", "9", "--range", "2,3")

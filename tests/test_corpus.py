@@ -2,6 +2,7 @@
 
 Every file computes (or is refused precisely); every file with expected/NN.npz matches what Keras
 computed within 1e-4; `check` passes on every file the matching Keras loads here."""
+
 from __future__ import annotations
 
 import csv

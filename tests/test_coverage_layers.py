@@ -1,6 +1,7 @@
 """Every recurrent layer, option and neighbouring layer, built with each writer's Keras, saved, and
 checked against `model.predict` through `lstm-parity check` (inputs generated from the model, so
 masked models get padded sequences of varied lengths)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,12 @@ from conftest import WRITERS, build_with, keras_predict, save_model
 
 def seq(*layers, shape=(7, 4), dtype="float32", batch=None):
     """A Sequential model factory: `layers` are (class name, kwargs) or callables(module) -> layer."""
+
     def make(k):
         inp = k.Input(batch_shape=(batch, *shape), dtype=dtype) if batch else k.Input(shape=shape, dtype=dtype)
         made = [item(k) if callable(item) else getattr(k.layers, item[0])(**item[1]) for item in layers]
         return k.Sequential([inp, *made])
+
     return make
 
 
@@ -38,6 +41,7 @@ def two_branches(merge, **merge_kwargs):
         y = k.layers.GRU(4)(b)
         out = getattr(k.layers, merge)(**merge_kwargs)([x, y])
         return k.Model([a, b], k.layers.Dense(2)(out))
+
     return make
 
 
@@ -66,8 +70,9 @@ def masked_initial_state(k):
     its own generation's way."""
     enc_in, dec_in = k.Input(shape=(6,), dtype="int32"), k.Input(shape=(5,), dtype="int32")
     _, h, c = k.layers.LSTM(4, return_state=True)(k.layers.Embedding(12, 3, mask_zero=True)(enc_in))
-    dec = k.layers.LSTM(4, return_sequences=True)(k.layers.Embedding(12, 3, mask_zero=True)(dec_in),
-                                                   initial_state=[h, c])
+    dec = k.layers.LSTM(4, return_sequences=True)(
+        k.layers.Embedding(12, 3, mask_zero=True)(dec_in), initial_state=[h, c]
+    )
     return k.Model([enc_in, dec_in], k.layers.TimeDistributed(k.layers.Dense(2))(dec))
 
 
@@ -101,11 +106,14 @@ def dot_attention(k):
 CASES = {
     "gru_reset_after": seq(L("GRU", units=6, reset_after=True), L("Dense", units=2)),
     "gru_reset_before": seq(L("GRU", units=6, reset_after=False), L("Dense", units=2)),
-    "gru_hard_sigmoid_backwards": seq(L("GRU", units=5, recurrent_activation="hard_sigmoid", go_backwards=True,
-                                        return_sequences=True), L("Dense", units=2)),
+    "gru_hard_sigmoid_backwards": seq(
+        L("GRU", units=5, recurrent_activation="hard_sigmoid", go_backwards=True, return_sequences=True),
+        L("Dense", units=2),
+    ),
     "gru_no_bias": seq(L("GRU", units=4, use_bias=False)),
-    "simple_rnn": seq(L("SimpleRNN", units=7, return_sequences=True), L("SimpleRNN", units=3, activation="relu",
-                                                                        go_backwards=True)),
+    "simple_rnn": seq(
+        L("SimpleRNN", units=7, return_sequences=True), L("SimpleRNN", units=3, activation="relu", go_backwards=True)
+    ),
     "lstm_unroll": seq(L("LSTM", units=4, unroll=True, implementation=1), L("Dense", units=1)),
     "bidi_concat": seq(bidi("LSTM", units=4, return_sequences=True), L("Dense", units=2)),
     "bidi_sum": seq(bidi("GRU", "sum", units=4)),
@@ -115,40 +123,85 @@ CASES = {
     "bidi_states": bidi_states,
     "bidi_no_merge": bidi_no_merge,
     "encoder_decoder_initial_state": encoder_decoder,
-    "embedding_mask_zero": seq(L("Embedding", input_dim=30, output_dim=5, mask_zero=True),
-                               L("LSTM", units=4, return_sequences=True), L("GRU", units=3), shape=(9,),
-                               dtype="int32"),
-    "embedding_bidi_masked": seq(L("Embedding", input_dim=30, output_dim=5, mask_zero=True),
-                                 bidi("LSTM", units=3, return_sequences=True), td("Dense", units=2),
-                                 shape=(9,), dtype="int32"),
-    "embedding_bidi_last_masked": seq(L("Embedding", input_dim=30, output_dim=5, mask_zero=True),
-                                      bidi("GRU", units=3), shape=(9,), dtype="int32"),
-    "masking_layer": seq(L("Masking", mask_value=0.0), L("LSTM", units=4, return_sequences=True),
-                         L("Dropout", rate=0.5), td("Dense", units=2), L("SimpleRNN", units=2)),
-    "masked_global_average": seq(L("Masking"), bidi("LSTM", units=3, return_sequences=True),
-                                 L("GlobalAveragePooling1D"), L("Dense", units=1)),
+    "embedding_mask_zero": seq(
+        L("Embedding", input_dim=30, output_dim=5, mask_zero=True),
+        L("LSTM", units=4, return_sequences=True),
+        L("GRU", units=3),
+        shape=(9,),
+        dtype="int32",
+    ),
+    "embedding_bidi_masked": seq(
+        L("Embedding", input_dim=30, output_dim=5, mask_zero=True),
+        bidi("LSTM", units=3, return_sequences=True),
+        td("Dense", units=2),
+        shape=(9,),
+        dtype="int32",
+    ),
+    "embedding_bidi_last_masked": seq(
+        L("Embedding", input_dim=30, output_dim=5, mask_zero=True), bidi("GRU", units=3), shape=(9,), dtype="int32"
+    ),
+    "masking_layer": seq(
+        L("Masking", mask_value=0.0),
+        L("LSTM", units=4, return_sequences=True),
+        L("Dropout", rate=0.5),
+        td("Dense", units=2),
+        L("SimpleRNN", units=2),
+    ),
+    "masked_global_average": seq(
+        L("Masking"), bidi("LSTM", units=3, return_sequences=True), L("GlobalAveragePooling1D"), L("Dense", units=1)
+    ),
     "masked_merge": masked_merge,
     "masked_initial_state": masked_initial_state,
     "masked_concat": masked_concat,
     "conv1d_valid_strided": seq(L("Conv1D", filters=4, kernel_size=3, strides=2), L("LSTM", units=3), shape=(11, 4)),
-    "conv1d_same_dilated": seq(L("Conv1D", filters=4, kernel_size=3, padding="same", dilation_rate=2,
-                                 activation="relu"), L("MaxPooling1D", pool_size=2), L("GRU", units=3), shape=(11, 4)),
-    "conv1d_causal_avgpool": seq(L("Conv1D", filters=4, kernel_size=2, padding="causal", use_bias=False),
-                                 L("AveragePooling1D", pool_size=3, strides=2, padding="same"),
-                                 L("LSTM", units=3), shape=(11, 4)),
+    "conv1d_same_dilated": seq(
+        L("Conv1D", filters=4, kernel_size=3, padding="same", dilation_rate=2, activation="relu"),
+        L("MaxPooling1D", pool_size=2),
+        L("GRU", units=3),
+        shape=(11, 4),
+    ),
+    "conv1d_causal_avgpool": seq(
+        L("Conv1D", filters=4, kernel_size=2, padding="causal", use_bias=False),
+        L("AveragePooling1D", pool_size=3, strides=2, padding="same"),
+        L("LSTM", units=3),
+        shape=(11, 4),
+    ),
     "global_max": seq(L("LSTM", units=5, return_sequences=True), L("GlobalMaxPooling1D"), L("Dense", units=2)),
-    "normalization": seq(L("LSTM", units=6, return_sequences=True), L("BatchNormalization"),
-                         L("LayerNormalization"), L("GRU", units=3), L("BatchNormalization", center=False)),
-    "shapes": seq(L("LSTM", units=4, return_sequences=True), L("Flatten"), L("Dense", units=6),
-                  L("RepeatVector", n=3), L("LSTM", units=4, return_sequences=True), L("Reshape", target_shape=(2, 6)),
-                  L("Permute", dims=(2, 1)), L("SimpleRNN", units=2)),
-    "regularizers_and_activations": seq(L("SpatialDropout1D", rate=0.3), L("GaussianNoise", stddev=1.0),
-                                        L("LSTM", units=5, return_sequences=True), L("GaussianDropout", rate=0.2),
-                                        L("ReLU", max_value=0.5), L("LeakyReLU"), L("ELU"),
-                                        L("GRU", units=3), L("Softmax")),
-    "time_distributed_conv2d": seq(td("Conv2D", filters=3, kernel_size=3, padding="same", activation="relu"),
-                                   td("MaxPooling2D", pool_size=2), td("Flatten"), L("LSTM", units=4),
-                                   shape=(3, 6, 6, 2)),
+    "normalization": seq(
+        L("LSTM", units=6, return_sequences=True),
+        L("BatchNormalization"),
+        L("LayerNormalization"),
+        L("GRU", units=3),
+        L("BatchNormalization", center=False),
+    ),
+    "shapes": seq(
+        L("LSTM", units=4, return_sequences=True),
+        L("Flatten"),
+        L("Dense", units=6),
+        L("RepeatVector", n=3),
+        L("LSTM", units=4, return_sequences=True),
+        L("Reshape", target_shape=(2, 6)),
+        L("Permute", dims=(2, 1)),
+        L("SimpleRNN", units=2),
+    ),
+    "regularizers_and_activations": seq(
+        L("SpatialDropout1D", rate=0.3),
+        L("GaussianNoise", stddev=1.0),
+        L("LSTM", units=5, return_sequences=True),
+        L("GaussianDropout", rate=0.2),
+        L("ReLU", max_value=0.5),
+        L("LeakyReLU"),
+        L("ELU"),
+        L("GRU", units=3),
+        L("Softmax"),
+    ),
+    "time_distributed_conv2d": seq(
+        td("Conv2D", filters=3, kernel_size=3, padding="same", activation="relu"),
+        td("MaxPooling2D", pool_size=2),
+        td("Flatten"),
+        L("LSTM", units=4),
+        shape=(3, 6, 6, 2),
+    ),
     "merge_concat": two_branches("Concatenate"),
     "merge_add": two_branches("Add"),
     "merge_subtract": two_branches("Subtract"),
@@ -203,8 +256,15 @@ def test_masked_inputs_really_are_masked(tmp_path, run_cli):
 
 @pytest.mark.parametrize("writer", WRITERS)
 def test_masking_edge_cases_fully_masked_rows_and_leading_padding(writer, tmp_path, run_cli):
-    model = build_with(writer, seq(L("Masking", mask_value=0.0), L("LSTM", units=3, return_sequences=True),
-                                   bidi("GRU", units=2, return_sequences=True), L("SimpleRNN", units=2)))
+    model = build_with(
+        writer,
+        seq(
+            L("Masking", mask_value=0.0),
+            L("LSTM", units=3, return_sequences=True),
+            bidi("GRU", units=2, return_sequences=True),
+            L("SimpleRNN", units=2),
+        ),
+    )
     path = save_model(model, writer, tmp_path)
     x = np.random.default_rng(0).standard_normal((5, 7, 4)).astype(np.float32)
     x[0] = 0  # fully masked row
@@ -221,8 +281,15 @@ def test_masking_edge_cases_fully_masked_rows_and_leading_padding(writer, tmp_pa
 
 @pytest.mark.parametrize("writer", WRITERS)
 def test_stateful_states_carry_across_predict_batches(writer, tmp_path, run_cli):
-    model = build_with(writer, seq(L("GRU", units=4, stateful=True, return_sequences=True),
-                                   L("LSTM", units=3, stateful=True), batch=2, shape=(5, 3)))
+    model = build_with(
+        writer,
+        seq(
+            L("GRU", units=4, stateful=True, return_sequences=True),
+            L("LSTM", units=3, stateful=True),
+            batch=2,
+            shape=(5, 3),
+        ),
+    )
     path = save_model(model, writer, tmp_path)
     x = np.random.default_rng(1).standard_normal((6, 5, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

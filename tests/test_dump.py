@@ -1,4 +1,5 @@
 """`dump`: schema, gate views, the tutorial block, bit-exact float32 round trip, predict from a dump."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,17 @@ from lstm_parity.formats import open_model
 
 @pytest.mark.parametrize("writer", WRITERS)
 def test_dump_round_trips_bit_exactly_and_predicts(writer, tmp_path, run_cli):
-    model = build_model(writer, 6, 3, [("LSTM", dict(units=4, return_sequences=True)),
-                                       ("LSTM", dict(units=5, recurrent_activation="hard_sigmoid")),
-                                       ("Dense", dict(units=2))], seed=11)
+    model = build_model(
+        writer,
+        6,
+        3,
+        [
+            ("LSTM", dict(units=4, return_sequences=True)),
+            ("LSTM", dict(units=5, recurrent_activation="hard_sigmoid")),
+            ("Dense", dict(units=2)),
+        ],
+        seed=11,
+    )
     path = save_model(model, writer, tmp_path)
     out = tmp_path / "dump.json"
     result = run_cli("dump", path, "-o", out)
@@ -53,9 +62,11 @@ def test_dump_lstm_gates_options_and_tutorial_block(run_cli):
     gates = lstm["gates"]
     assert gates["order"] == ["i", "f", "c", "o"] and gates["columns"]["f"] == [5, 10]
     for k, gate in enumerate("ifco"):
-        np.testing.assert_array_equal(np.array(gates["kernel"][gate], np.float32), kernel[:, 5 * k:5 * (k + 1)])
-        np.testing.assert_array_equal(np.array(gates["bias"][gate], np.float32),
-                                      np.array(lstm["weights"][2]["values"], np.float32)[5 * k:5 * (k + 1)])
+        np.testing.assert_array_equal(np.array(gates["kernel"][gate], np.float32), kernel[:, 5 * k : 5 * (k + 1)])
+        np.testing.assert_array_equal(
+            np.array(gates["bias"][gate], np.float32),
+            np.array(lstm["weights"][2]["values"], np.float32)[5 * k : 5 * (k + 1)],
+        )
     tutorial = data["tutorial"]
     assert np.array(tutorial["W"]).shape == (3, 20) and np.array(tutorial["U"]).shape == (5, 20)
     assert np.array(tutorial["b"]).shape == (20,) and np.array(tutorial["Wout"]).shape == (5, 1)
@@ -83,8 +94,12 @@ def test_tutorial_block_recomputes_keras_prediction(tmp_path, run_cli):
 
 
 def test_no_tutorial_block_for_stacked_models(tmp_path, run_cli):
-    model = build_model("k3-keras", 3, 2, [("LSTM", dict(units=2, return_sequences=True)),
-                                           ("LSTM", dict(units=2)), ("Dense", dict(units=1))])
+    model = build_model(
+        "k3-keras",
+        3,
+        2,
+        [("LSTM", dict(units=2, return_sequences=True)), ("LSTM", dict(units=2)), ("Dense", dict(units=1))],
+    )
     data = json.loads(run_cli("dump", save_model(model, "k3-keras", tmp_path)).stdout)
     assert "tutorial" not in data and sum(layer["class_name"] == "LSTM" for layer in data["layers"]) == 2
 

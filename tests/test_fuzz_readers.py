@@ -1,6 +1,7 @@
 """Property-based fuzzing of the readers: mutated sample files (truncated, bytes flipped, chunks
 spliced in) either load and compute or raise one of our own errors, never anything else.
 2,000 cases in all, derandomized so a failure reproduces."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,9 @@ from lstm_parity.errors import LstmParityError
 from lstm_parity.formats import open_model
 from lstm_parity.reference.forward import forward
 
-SOURCES = {name: (SAMPLES / name).read_bytes() for name in ("tutorial_keras2.h5", "tutorial_legacy.h5",
-                                                              "tutorial.keras")}
+SOURCES = {
+    name: (SAMPLES / name).read_bytes() for name in ("tutorial_keras2.h5", "tutorial_legacy.h5", "tutorial.keras")
+}
 X = np.load(SAMPLES / "tutorial.input.npy")
 FOLDER = tempfile.mkdtemp(prefix="lstm-parity-fuzz-")
 CASES = 1000  # per strategy below: 2 x 1000 = 2,000
@@ -40,9 +42,9 @@ def mutated(draw, names):
         elif kind == "splice":
             other = SOURCES[draw(st.sampled_from(sorted(SOURCES)))]
             start = draw(st.integers(0, len(other) - 1))
-            data[at:at] = other[start:start + draw(st.integers(1, 512))]
+            data[at:at] = other[start : start + draw(st.integers(1, 512))]
         else:
-            data[at:at + draw(st.integers(1, 256))] = bytes(min(256, len(data) - at))
+            data[at : at + draw(st.integers(1, 256))] = bytes(min(256, len(data) - at))
     suffix = draw(st.sampled_from([".h5", ".keras", ".bin"]))
     return bytes(data), suffix
 
@@ -66,8 +68,9 @@ def _exercise(case) -> None:
             os.environ["LSTM_PARITY_READ_TIMEOUT"] = saved
 
 
-FUZZ = settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=CASES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @FUZZ

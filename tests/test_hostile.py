@@ -1,5 +1,6 @@
 """Hostile and broken input: every crafted case gets its documented exit code and a one-line message
 naming the problem; nothing crashes, nothing from a file runs, no user file is lost."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,13 @@ def test_at_least_thirty_cases():
 
 def _lambda_with_marker(marker):
     code = f"lambda t: (__import__('pathlib').Path({str(marker)!r}).touch(), t)[1]"
-    return lambda k: k.Sequential([k.Input(shape=(4, 3)), k.layers.Lambda(eval(code), name="evil"),  # noqa: S307
-                                   k.layers.LSTM(2)])
+    return lambda k: k.Sequential(
+        [
+            k.Input(shape=(4, 3)),
+            k.layers.Lambda(eval(code), name="evil"),  # noqa: S307
+            k.layers.LSTM(2),
+        ]
+    )
 
 
 @pytest.mark.parametrize("writer", ["k3-keras", "k3-h5", "k2-h5"])
@@ -39,8 +45,12 @@ def test_lambda_payload_never_runs(writer, tmp_path, run_cli):
     model = build_with(writer, _lambda_with_marker(marker))
     path = save_model(model, writer, tmp_path)
     marker.unlink()  # building the model ran it once, in this test, on purpose
-    for args in (("predict", path, "-o", tmp_path / "y.npy"), ("check", path), ("dump", path, "-o", tmp_path / "d.json"),
-                 ("check", path, "--no-keras")):
+    for args in (
+        ("predict", path, "-o", tmp_path / "y.npy"),
+        ("check", path),
+        ("dump", path, "-o", tmp_path / "d.json"),
+        ("check", path, "--no-keras"),
+    ):
         result = run_cli(*args)
         if args[0] == "dump":
             assert result.exit_code == 0  # dumping reads the config as data; the bytecode stays a string
@@ -97,12 +107,14 @@ def _spin(path):
 def _segfault(path):
     import faulthandler
     import signal
+
     faulthandler.disable()  # the crash is the point; keep pytest's crash report out of the log
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def _fail(path):
     from lstm_parity.errors import UnsupportedError
+
     raise UnsupportedError(f"{path}: nope")
 
 

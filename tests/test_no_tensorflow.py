@@ -1,4 +1,5 @@
 """The NumPy side never needs TensorFlow: prove it in fresh interpreters where it cannot be imported."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ BLOCKER = textwrap.dedent("""
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_predict_and_dump_run_without_tensorflow(tmp_path):
@@ -31,11 +33,11 @@ def test_predict_and_dump_run_without_tensorflow(tmp_path):
     proc = _run(f"""
         import sys
         from lstm_parity.cli import cli
-        for args in (["predict", r"{SAMPLES / 'tutorial_keras2.h5'}", r"{SAMPLES / 'tutorial_keras2.input.npy'}",
+        for args in (["predict", r"{SAMPLES / "tutorial_keras2.h5"}", r"{SAMPLES / "tutorial_keras2.input.npy"}",
                       "-o", r"{out}"],
-                     ["dump", r"{SAMPLES / 'tutorial.keras'}", "-o", r"{dump}"],
-                     ["predict", r"{dump}", r"{SAMPLES / 'tutorial.input.npy'}", "-o", r"{out}.2.npy"],
-                     ["predict", r"{SAMPLES / 'tutorial.keras'}", r"{SAMPLES / 'tutorial.input.npy'}",
+                     ["dump", r"{SAMPLES / "tutorial.keras"}", "-o", r"{dump}"],
+                     ["predict", r"{dump}", r"{SAMPLES / "tutorial.input.npy"}", "-o", r"{out}.2.npy"],
+                     ["predict", r"{SAMPLES / "tutorial.keras"}", r"{SAMPLES / "tutorial.input.npy"}",
                       "-o", r"{out}.3.npy", "--chunk-size", "3"]):
             try:
                 cli(args, standalone_mode=False)
@@ -70,6 +72,7 @@ def test_keras_imports_live_only_in_keras_runner():
         for line in path.read_text().splitlines():
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")) and any(
-                    f" {pkg}" in stripped.replace(",", " ") for pkg in ("tensorflow", "keras", "tf_keras")):
+                f" {pkg}" in stripped.replace(",", " ") for pkg in ("tensorflow", "keras", "tf_keras")
+            ):
                 offenders.append(f"{path.name}: {stripped}")
     assert offenders == []

@@ -4,6 +4,7 @@ Each case builds a seeded model with the writer's own Keras, saves it, runs `lst
 (reference vs Keras model.predict on the saved file) and `lstm-parity predict` (reference only),
 and compares the latter with the in-memory model's own predictions.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,22 +17,64 @@ CASES = {
     "smallest": (1, 1, 1, [("LSTM", dict(units=1)), ("Dense", dict(units=1))], False),
     "tutorial": (4, 8, 3, [("LSTM", dict(units=5)), ("Dense", dict(units=1))], False),
     "long_wide": (300, 4, 16, [("LSTM", dict(units=64)), ("Dense", dict(units=2))], False),
-    "big_batch_sequences": (20, 64, 8, [("LSTM", dict(units=16, return_sequences=True)),
-                                        ("Dense", dict(units=3))], False),
+    "big_batch_sequences": (
+        20,
+        64,
+        8,
+        [("LSTM", dict(units=16, return_sequences=True)), ("Dense", dict(units=3))],
+        False,
+    ),
     "go_backwards": (10, 5, 4, [("LSTM", dict(units=8, go_backwards=True)), ("Dense", dict(units=1))], False),
-    "go_backwards_sequences": (10, 5, 4, [("LSTM", dict(units=8, go_backwards=True, return_sequences=True)),
-                                          ("Dense", dict(units=2))], False),
+    "go_backwards_sequences": (
+        10,
+        5,
+        4,
+        [("LSTM", dict(units=8, go_backwards=True, return_sequences=True)), ("Dense", dict(units=2))],
+        False,
+    ),
     "no_bias": (6, 3, 2, [("LSTM", dict(units=4, use_bias=False)), ("Dense", dict(units=1, use_bias=False))], False),
     "relu": (6, 3, 3, [("LSTM", dict(units=7, activation="relu")), ("Dense", dict(units=1))], False),
-    "hard_sigmoid": (12, 6, 5, [("LSTM", dict(units=6, recurrent_activation="hard_sigmoid")),
-                                ("Dense", dict(units=1))], False),
-    "linear": (5, 4, 2, [("LSTM", dict(units=3, activation="linear", recurrent_activation="linear")),
-                         ("Dense", dict(units=1, activation="linear"))], False),
-    "stacked": (15, 7, 6, [("LSTM", dict(units=12, return_sequences=True)), ("Dropout", dict(rate=0.3)),
-                           ("LSTM", dict(units=9, recurrent_activation="hard_sigmoid")),
-                           ("Dense", dict(units=4)), ("Activation", dict(activation="softmax"))], False),
-    "functional_chain": (9, 3, 4, [("LSTM", dict(units=6, return_sequences=True)),
-                                   ("LSTM", dict(units=5)), ("Dense", dict(units=2, activation="tanh"))], True),
+    "hard_sigmoid": (
+        12,
+        6,
+        5,
+        [("LSTM", dict(units=6, recurrent_activation="hard_sigmoid")), ("Dense", dict(units=1))],
+        False,
+    ),
+    "linear": (
+        5,
+        4,
+        2,
+        [
+            ("LSTM", dict(units=3, activation="linear", recurrent_activation="linear")),
+            ("Dense", dict(units=1, activation="linear")),
+        ],
+        False,
+    ),
+    "stacked": (
+        15,
+        7,
+        6,
+        [
+            ("LSTM", dict(units=12, return_sequences=True)),
+            ("Dropout", dict(rate=0.3)),
+            ("LSTM", dict(units=9, recurrent_activation="hard_sigmoid")),
+            ("Dense", dict(units=4)),
+            ("Activation", dict(activation="softmax")),
+        ],
+        False,
+    ),
+    "functional_chain": (
+        9,
+        3,
+        4,
+        [
+            ("LSTM", dict(units=6, return_sequences=True)),
+            ("LSTM", dict(units=5)),
+            ("Dense", dict(units=2, activation="tanh")),
+        ],
+        True,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Readers: byte sniffing, chunked HDF5 attributes, weights-only and never-built files, link guards."""
+
 from __future__ import annotations
 
 import shutil
@@ -41,8 +42,12 @@ def _split_attr(obj, name, parts):
 
 
 def test_chunked_layer_and_weight_names(tmp_path, run_cli):
-    model = build_model("k2-h5", 4, 3, [("LSTM", dict(units=3, return_sequences=True)), ("LSTM", dict(units=2)),
-                                        ("Dense", dict(units=1))])
+    model = build_model(
+        "k2-h5",
+        4,
+        3,
+        [("LSTM", dict(units=3, return_sequences=True)), ("LSTM", dict(units=2)), ("Dense", dict(units=1))],
+    )
     path = save_model(model, "k2-h5", tmp_path)
     x_path = write_npy(tmp_path, "x.npy", np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32))
     before = tmp_path / "before.npy"
@@ -56,8 +61,9 @@ def test_chunked_layer_and_weight_names(tmp_path, run_cli):
     after = tmp_path / "after.npy"
     assert run_cli("predict", path, x_path, "-o", after).exit_code == 0
     np.testing.assert_array_equal(np.load(before), np.load(after))
-    assert [w.shape for layer in open_model(path).layers for w in layer.weights] == \
-        [w.shape for w in model.get_weights()]
+    assert [w.shape for layer in open_model(path).layers for w in layer.weights] == [
+        w.shape for w in model.get_weights()
+    ]
 
 
 def test_weights_only_file_is_refused(tmp_path, run_cli):
@@ -96,7 +102,7 @@ def test_shape_bomb_is_refused(tmp_path):
     with h5py.File(path, "r+") as f:
         group = f["model_weights/dense/dense"]
         del group["bias:0"]
-        group.create_dataset("bias:0", shape=(10 ** 6, 1000), dtype="f4", chunks=(1000, 1000))  # never written
+        group.create_dataset("bias:0", shape=(10**6, 1000), dtype="f4", chunks=(1000, 1000))  # never written
     with pytest.raises(BadInputError, match="declares shape"):
         open_model(path)
 
@@ -113,19 +119,36 @@ def test_weight_shape_mismatch_names_layer(tmp_path, run_cli):
     assert "layer 'lstm' (LSTM): weight recurrent_kernel has shape (5, 16), expected (5, 20)" in result.stderr
 
 
-@pytest.mark.parametrize("name,snake", [("LSTM", "lstm"), ("SimpleRNN", "simple_rnn"), ("Conv1D", "conv1d"),
-                                        ("TimeDistributed", "time_distributed"), ("InputLayer", "input_layer"),
-                                        ("GRU", "gru"), ("BatchNormalization", "batch_normalization")])
+@pytest.mark.parametrize(
+    "name,snake",
+    [
+        ("LSTM", "lstm"),
+        ("SimpleRNN", "simple_rnn"),
+        ("Conv1D", "conv1d"),
+        ("TimeDistributed", "time_distributed"),
+        ("InputLayer", "input_layer"),
+        ("GRU", "gru"),
+        ("BatchNormalization", "batch_normalization"),
+    ],
+)
 def test_snake_case_matches_keras_naming(name, snake):
     assert snake_case(name) == snake
 
 
 def test_keras_zip_counters_for_repeated_classes(tmp_path):
     """Keras 3 names list members lstm, lstm_1, dense, dense_1 whatever the user called them."""
-    model = build_model("k3-keras", 3, 2, [("LSTM", dict(units=2, return_sequences=True, name="first")),
-                                           ("LSTM", dict(units=3, name="second")),
-                                           ("Dense", dict(units=2, name="d1")), ("Dense", dict(units=1, name="d2"))],
-                        functional=True)
+    model = build_model(
+        "k3-keras",
+        3,
+        2,
+        [
+            ("LSTM", dict(units=2, return_sequences=True, name="first")),
+            ("LSTM", dict(units=3, name="second")),
+            ("Dense", dict(units=2, name="d1")),
+            ("Dense", dict(units=1, name="d2")),
+        ],
+        functional=True,
+    )
     path = save_model(model, "k3-keras", tmp_path)
     spec = open_model(path)
     for layer in model.layers:

@@ -1,4 +1,5 @@
 """The reference against equations written out here by hand (NumPy only, no Keras)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +16,12 @@ def _textbook_lstm(x, W, U, b, reverse=False):
         h = np.zeros(units)
         c = np.zeros(units)
         steps = []
-        for x_t in (sample[::-1] if reverse else sample):
+        for x_t in sample[::-1] if reverse else sample:
             z = x_t @ W + h @ U + b
             i = 1 / (1 + np.exp(-z[:units]))
-            f = 1 / (1 + np.exp(-z[units:2 * units]))
-            g = np.tanh(z[2 * units:3 * units])
-            o = 1 / (1 + np.exp(-z[3 * units:]))
+            f = 1 / (1 + np.exp(-z[units : 2 * units]))
+            g = np.tanh(z[2 * units : 3 * units])
+            o = 1 / (1 + np.exp(-z[3 * units :]))
             c = f * c + i * g
             h = o * np.tanh(c)
             steps.append(h)

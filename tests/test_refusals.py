@@ -1,5 +1,6 @@
 """What the reference does not implement is refused with exit 3, naming layer, class and option,
 and listing what is supported; a model with a config but no weights is exit 2 (never built)."""
+
 from __future__ import annotations
 
 import h5py
@@ -35,8 +36,12 @@ def test_custom_layer_is_refused(tmp_path, run_cli):
         def call(self, x):
             return x * 3.0
 
-    model = build_with("k3-keras", lambda m: m.Sequential([m.Input(shape=(4, 2)), m.layers.GRU(2, return_sequences=True),
-                                                           Scale(name="scale"), m.layers.LSTM(1)]))
+    model = build_with(
+        "k3-keras",
+        lambda m: m.Sequential(
+            [m.Input(shape=(4, 2)), m.layers.GRU(2, return_sequences=True), Scale(name="scale"), m.layers.LSTM(1)]
+        ),
+    )
     path = save_model(model, "k3-keras", tmp_path)
     result = run_cli("check", path, "--samples", "2")
     assert result.exit_code == 3 and "layer 'scale' (Scale)" in result.stderr and "supported:" in result.stderr
@@ -50,16 +55,26 @@ def _edit_config(path, old: str, new: str) -> None:
         f.attrs["model_config"] = text.replace(old, new, 1)
 
 
-@pytest.mark.parametrize("old,new,fragment", [
-    ('"time_major": false', '"time_major": true', "layer 'lstm' (LSTM): option time_major=True"),
-    ('"data_format": "channels_last"', '"data_format": "channels_first"',
-     "(Conv1D): option data_format='channels_first' is not supported (supported: channels_last)"),
-    ('"padding": "valid"', '"padding": "reflect"', "(Conv1D): option padding='reflect'"),
-    ('"dtype": "float32", "filters"', '"dtype": "mixed_float16", "filters"', "option dtype='mixed_float16'"),
-])
+@pytest.mark.parametrize(
+    "old,new,fragment",
+    [
+        ('"time_major": false', '"time_major": true', "layer 'lstm' (LSTM): option time_major=True"),
+        (
+            '"data_format": "channels_last"',
+            '"data_format": "channels_first"',
+            "(Conv1D): option data_format='channels_first' is not supported (supported: channels_last)",
+        ),
+        ('"padding": "valid"', '"padding": "reflect"', "(Conv1D): option padding='reflect'"),
+        ('"dtype": "float32", "filters"', '"dtype": "mixed_float16", "filters"', "option dtype='mixed_float16'"),
+    ],
+)
 def test_unsupported_options_are_named(old, new, fragment, tmp_path, run_cli):
-    model = build_with("k2-h5", lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.Conv1D(2, 2, name="conv"),
-                                                        k.layers.LSTM(2, name="lstm")]))
+    model = build_with(
+        "k2-h5",
+        lambda k: k.Sequential(
+            [k.Input(shape=(6, 3)), k.layers.Conv1D(2, 2, name="conv"), k.layers.LSTM(2, name="lstm")]
+        ),
+    )
     path = save_model(model, "k2-h5", tmp_path)
     _edit_config(path, old, new)
     result = run_cli("predict", path, "-o", tmp_path / "y.npy")

@@ -1,5 +1,6 @@
 """inspect, trace and per-layer localisation: values recomputed here from the equations, a port
 simulated by perturbing one gate's bias, and --layerwise against Keras."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ def _lstm_steps(x, W, U, b):
     h, c, rows = np.zeros(u), np.zeros(u), []
     for x_t in x:
         z = x_t @ W + h @ U + b
-        i, f, g, o = sigmoid(z[:u]), sigmoid(z[u:2 * u]), np.tanh(z[2 * u:3 * u]), sigmoid(z[3 * u:])
+        i, f, g, o = sigmoid(z[:u]), sigmoid(z[u : 2 * u]), np.tanh(z[2 * u : 3 * u]), sigmoid(z[3 * u :])
         c = f * c + i * g
         h = o * np.tanh(c)
         rows.append({"i": i, "f": f, "c_hat": g, "o": o, "c": c, "h": h})
@@ -32,17 +33,25 @@ def _gru_steps(x, W, U, b):  # reset_after=True, bias (2, 3u)
         xz = x_t @ W + b[0]
         hz = h @ U + b[1]
         z = sigmoid(xz[:u] + hz[:u])
-        r = sigmoid(xz[u:2 * u] + hz[u:2 * u])
-        hh = np.tanh(xz[2 * u:] + r * hz[2 * u:])
+        r = sigmoid(xz[u : 2 * u] + hz[u : 2 * u])
+        hh = np.tanh(xz[2 * u :] + r * hz[2 * u :])
         h = z * h + (1 - z) * hh
         rows.append({"z": z, "r": r, "h_hat": hh, "h": h})
     return rows
 
 
 def test_trace_matches_equations_written_here(tmp_path, run_cli):
-    model = build_with("k3-keras", lambda k: k.Sequential([k.Input(shape=(5, 3)),
-                                                           k.layers.LSTM(4, return_sequences=True, name="lstm"),
-                                                           k.layers.GRU(3, name="gru"), k.layers.Dense(1, name="out")]))
+    model = build_with(
+        "k3-keras",
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(5, 3)),
+                k.layers.LSTM(4, return_sequences=True, name="lstm"),
+                k.layers.GRU(3, name="gru"),
+                k.layers.Dense(1, name="out"),
+            ]
+        ),
+    )
     path = save_model(model, "k3-keras", tmp_path)
     x = np.random.default_rng(0).standard_normal((3, 5, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -67,10 +76,17 @@ def test_trace_matches_equations_written_here(tmp_path, run_cli):
 
 @pytest.mark.parametrize("writer", ["k3-h5", "k2-h5"])
 def test_perturbed_gate_bias_is_localised(writer, tmp_path, run_cli):
-    model = build_with(writer, lambda k: k.Sequential([k.Input(shape=(6, 3)),
-                                                       k.layers.LSTM(4, return_sequences=True, name="first"),
-                                                       k.layers.LSTM(3, return_sequences=True, name="second"),
-                                                       k.layers.Dense(2, name="head")]))
+    model = build_with(
+        writer,
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(6, 3)),
+                k.layers.LSTM(4, return_sequences=True, name="first"),
+                k.layers.LSTM(3, return_sequences=True, name="second"),
+                k.layers.Dense(2, name="head"),
+            ]
+        ),
+    )
     path = save_model(model, writer, tmp_path)
     x = np.random.default_rng(3).standard_normal((2, 6, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -84,7 +100,9 @@ def test_perturbed_gate_bias_is_localised(writer, tmp_path, run_cli):
         value[3:6] += 0.5  # gate f occupies columns units..2*units
         bias[...] = value
     assert run_cli("trace", port, tmp_path / "x.npy", "--sample", "1", "-o", tmp_path / "port_trace.npz").exit_code == 0
-    result = run_cli("check", path, tmp_path / "x.npy", "--expected-trace", tmp_path / "port_trace.npz", "--sample", "1")
+    result = run_cli(
+        "check", path, tmp_path / "x.npy", "--expected-trace", tmp_path / "port_trace.npz", "--sample", "1"
+    )
     assert result.exit_code == 1
     assert "expected trace: layer second, timestep 0, gate f: max abs diff" in result.stdout
     clean = tmp_path / "clean.npz"
@@ -95,10 +113,19 @@ def test_perturbed_gate_bias_is_localised(writer, tmp_path, run_cli):
 
 @pytest.mark.parametrize("writer", ["k3-keras", "k2-h5"])
 def test_layerwise_against_keras_on_stacked_and_bidirectional(writer, tmp_path, run_cli):
-    model = build_with(writer, lambda k: k.Sequential([
-        k.Input(shape=(7, 3)), k.layers.LSTM(5, return_sequences=True),
-        k.layers.Bidirectional(k.layers.GRU(3, return_sequences=True)), k.layers.Dropout(0.2),
-        k.layers.Bidirectional(k.layers.LSTM(2), merge_mode="sum"), k.layers.Dense(2)]))
+    model = build_with(
+        writer,
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(7, 3)),
+                k.layers.LSTM(5, return_sequences=True),
+                k.layers.Bidirectional(k.layers.GRU(3, return_sequences=True)),
+                k.layers.Dropout(0.2),
+                k.layers.Bidirectional(k.layers.LSTM(2), merge_mode="sum"),
+                k.layers.Dense(2),
+            ]
+        ),
+    )
     path = save_model(model, writer, tmp_path)
     report = tmp_path / "r.json"
     result = run_cli("check", path, "--samples", "5", "--layerwise", "--json", report)
@@ -109,10 +136,18 @@ def test_layerwise_against_keras_on_stacked_and_bidirectional(writer, tmp_path, 
 
 
 def test_layerwise_finds_the_first_diverging_layer_and_timestep(tmp_path, run_cli):
-    model = build_with("k2-h5", lambda k: k.Sequential([
-        k.Input(shape=(6, 3)), k.layers.LSTM(4, return_sequences=True, name="plain"),
-        k.layers.LSTM(3, return_sequences=True, recurrent_activation="hard_sigmoid", name="hard"),
-        k.layers.Dense(1, name="head")]), weight_scale=2.0)
+    model = build_with(
+        "k2-h5",
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(6, 3)),
+                k.layers.LSTM(4, return_sequences=True, name="plain"),
+                k.layers.LSTM(3, return_sequences=True, recurrent_activation="hard_sigmoid", name="hard"),
+                k.layers.Dense(1, name="head"),
+            ]
+        ),
+        weight_scale=2.0,
+    )
     path = save_model(model, "k2-h5", tmp_path)
     result = run_cli("check", path, "--samples", "4", "--layerwise", "--semantics", "keras3")
     assert result.exit_code == 1
@@ -125,7 +160,9 @@ def test_inspect_explains_the_tutorial_model(run_cli):
     assert "kernel (3, 20) = [W_i | W_f | W_c | W_o], each (3, 5)" in text
     assert "recurrent_kernel (5, 20) = [U_i | U_f | U_c | U_o], each (5, 5)" in text
     assert "bias (20,) = [b_i | b_f | b_c | b_o], each (5,)" in text
-    assert "saved by Keras 2.21.0" in text and "keras2 semantics" in text and "recurrent_activation=hard_sigmoid" in text
+    assert (
+        "saved by Keras 2.21.0" in text and "keras2 semantics" in text and "recurrent_activation=hard_sigmoid" in text
+    )
     data = json.loads(run_cli("inspect", SAMPLES / "tutorial.keras", "--json").stdout)
     layers = {layer["name"]: layer for layer in data["layers"]}
     assert layers["lstm"]["output_shapes"] == [[None, 5]] and layers["lstm"]["parameters"] == 3 * 20 + 5 * 20 + 20
@@ -133,8 +170,16 @@ def test_inspect_explains_the_tutorial_model(run_cli):
 
 
 def test_inspect_names_unsupported_layers_and_gru_bias_rows(tmp_path, run_cli):
-    model = build_with("k3-keras", lambda k: k.Sequential([k.Input(shape=(4, 2)), k.layers.GRU(3, return_sequences=True),
-                                                           k.layers.Conv1DTranspose(2, 2, name="deconv")]))
+    model = build_with(
+        "k3-keras",
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(4, 2)),
+                k.layers.GRU(3, return_sequences=True),
+                k.layers.Conv1DTranspose(2, 2, name="deconv"),
+            ]
+        ),
+    )
     path = save_model(model, "k3-keras", tmp_path)
     result = run_cli("inspect", path)
     assert result.exit_code == 0

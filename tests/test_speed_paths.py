@@ -4,6 +4,7 @@ The reference splits a batch into row chunks run on threads (reference/parallel.
 gate weights reordered and halved for one tanh pass (reference/recurrent.py). Here every such
 path is compared with a one-chunk, one-thread pass and with Keras itself, on real models.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,6 +55,7 @@ def test_masked_bidirectional_chunked_matches_keras(tmp_path):
         x = k.layers.Masking(0.0)(inp)
         x = k.layers.Bidirectional(k.layers.LSTM(6, return_sequences=True))(x)
         return k.Model(inp, k.layers.Bidirectional(k.layers.GRU(4))(x))
+
     model = build_with("k3-keras", make, seed=4)
     spec = open_model(str(save_model(model, "k3-keras", tmp_path)))
     rng = np.random.default_rng(6)
@@ -72,6 +74,7 @@ def test_map_chunks_reassembles_rows_in_order_with_every_output():
     def fn(parts):
         seen.append(parts[0].shape[0])
         return [parts[0] * 2, parts[1][:, None] + 1]
+
     doubled, shifted = map_chunks(fn, [x, t], rows=30, threads=2)
     np.testing.assert_array_equal(doubled, x * 2)
     np.testing.assert_array_equal(shifted[:, 0], t + 1)
@@ -81,7 +84,7 @@ def test_map_chunks_reassembles_rows_in_order_with_every_output():
 
 def test_chunk_rows_follow_gate_width():
     assert rows_for_width(512) == 512  # LSTM of 128 units: 4h = 512
-    assert rows_for_width(20) == 4096 and rows_for_width(10 ** 6) == 32  # clamped both ways
+    assert rows_for_width(20) == 4096 and rows_for_width(10**6) == 32  # clamped both ways
     assert plan_rows(1000, 60, 256, threads=2) == 500  # worth splitting: each thread gets half
     assert plan_rows(10_000, 4, 20, threads=2) == 10_000  # tiny work: one pass
     assert plan_rows(100_000, 50, 512, threads=2) == 512  # cache-sized chunks shared by the threads
@@ -90,6 +93,7 @@ def test_chunk_rows_follow_gate_width():
 def test_stateful_model_is_not_chunked(tmp_path):
     def make(k):
         return k.Sequential([k.Input((5, 2), batch_size=4), k.layers.LSTM(3, stateful=True)])
+
     model = build_with("k3-keras", make)
     spec = open_model(str(save_model(model, "k3-keras", tmp_path)))
     x = np.random.default_rng(0).uniform(-1, 1, (4, 5, 2)).astype(np.float32)

@@ -1,6 +1,7 @@
 """Inputs bigger than memory: `predict` and `check` read INPUT chunk by chunk (memory-mapped .npy,
 stored or compressed .npz), give the numbers of the whole-array path, report indices in the
 whole input, keep peak memory bounded, and never leave a partial output behind."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,18 @@ SCHEMA = ROOT / "lstm_parity" / "report" / "check_report.schema.json"
 @pytest.fixture(scope="module")
 def two_in_two_out(tmp_path_factory):
     """A functional model with two sequence inputs and two outputs (one per timestep)."""
+
     def make(k):
         a, b = k.Input((7, 3), name="left"), k.Input((7, 2), name="right")
         seq = k.layers.LSTM(5, return_sequences=True)(k.layers.Concatenate()([a, b]))
-        return k.Model([a, b], [k.layers.Dense(2, name="last")(k.layers.GRU(4)(seq)),
-                                k.layers.TimeDistributed(k.layers.Dense(1), name="per_step")(seq)])
+        return k.Model(
+            [a, b],
+            [
+                k.layers.Dense(2, name="last")(k.layers.GRU(4)(seq)),
+                k.layers.TimeDistributed(k.layers.Dense(1), name="per_step")(seq),
+            ],
+        )
+
     model = build_with("k3-keras", make, seed=7)
     path = save_model(model, "k3-keras", tmp_path_factory.mktemp("two"))
     return model, path
@@ -73,6 +81,7 @@ def test_mapped_npy_rows_read_the_same_after_their_pages_are_released(tmp_path):
 def test_stateful_model_streams_whole_batches_with_states_carried(tmp_path, run_cli):
     def make(k):
         return k.Sequential([k.Input((5, 2), batch_size=4), k.layers.LSTM(3, stateful=True), k.layers.Dense(1)])
+
     model = build_with("k3-keras", make, seed=2)
     path = save_model(model, "k3-keras", tmp_path)
     x = np.random.default_rng(3).uniform(-1, 1, (40, 5, 2)).astype(np.float32)
@@ -97,13 +106,15 @@ def test_streamed_check_against_keras_and_expected_reports_global_worst_index(tm
     assert report["weights"]["identical"] and report["input_shapes"] == [[200, 4, 3]]
     whole = run_cli("check", TUTORIAL, x_path, "--json", "-")  # the same check on the whole array
     assert json.loads(whole.stdout)["comparisons"][0]["outputs"][0]["max_abs_diff"] == pytest.approx(
-        keras_side["outputs"][0]["max_abs_diff"], abs=1e-7)
+        keras_side["outputs"][0]["max_abs_diff"], abs=1e-7
+    )
 
     port = predict_batches(open_model(str(TUTORIAL)), [x])[0].astype(np.float32)
     port[150, 0] += 0.01  # a port that is wrong on one sample of the third chunk
     np.save(tmp_path / "port.npy", port)
-    result = run_cli("check", TUTORIAL, x_path, "--chunk-size", 64, "--no-keras", "--expected", tmp_path / "port.npy",
-                     "--json", "-")
+    result = run_cli(
+        "check", TUTORIAL, x_path, "--chunk-size", 64, "--no-keras", "--expected", tmp_path / "port.npy", "--json", "-"
+    )
     assert result.exit_code == 1
     (against,) = json.loads(result.stdout)["comparisons"]
     worst = against["outputs"][0]
@@ -128,8 +139,17 @@ def test_streaming_refuses_options_that_need_whole_arrays(tmp_path, run_cli):
     np.save(tmp_path / "x.npy", np.zeros((10, 4, 3), np.float32))
     result = run_cli("check", TUTORIAL, tmp_path / "x.npy", "--chunk-size", 4, "--layerwise")
     assert result.exit_code == 2 and "--layerwise" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("predict", TUTORIAL, tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--chunk-size", 4,
-                     "--save-inputs", tmp_path / "copy.npy")
+    result = run_cli(
+        "predict",
+        TUTORIAL,
+        tmp_path / "x.npy",
+        "-o",
+        tmp_path / "y.npy",
+        "--chunk-size",
+        4,
+        "--save-inputs",
+        tmp_path / "copy.npy",
+    )
     assert result.exit_code == 2 and not (tmp_path / "y.npy").exists()
 
 
@@ -153,8 +173,9 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     args = ["predict", TUTORIAL, tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--chunk-size", 500]
     shown, code = _in_a_terminal(args, {"TERM": "xterm-256color"})
     assert code == 0 and "predict" in shown and "samples" in shown
-    piped = subprocess.run([sys.executable, "-m", "lstm_parity", *map(str, args)], capture_output=True, text=True,
-                           cwd=ROOT, timeout=120)
+    piped = subprocess.run(
+        [sys.executable, "-m", "lstm_parity", *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert piped.returncode == 0 and piped.stderr == "" and piped.stdout == ""
 
 
@@ -162,17 +183,17 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
 def test_peak_memory_stays_bounded_on_an_input_bigger_than_it(tmp_path):
     """400 MB of input through `predict` (float64, so 800 MB if it were loaded and cast whole):
     the process's own peak RSS stays under 400 MB."""
-    rows = 400 * 1024 ** 2 // (4 * 3 * 4)
+    rows = 400 * 1024**2 // (4 * 3 * 4)
     big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(rows, 4, 3))
     for start in range(0, rows, 1_000_000):
-        big[start:start + 1_000_000] = 0.5
+        big[start : start + 1_000_000] = 0.5
     big.flush()
     del big
     script = textwrap.dedent(f"""
         import sys
         from lstm_parity.cli import main
-        sys.argv = ["lstm-parity", "predict", {str(TUTORIAL)!r}, {str(tmp_path / 'big.npy')!r},
-                    "-o", {str(tmp_path / 'y.npy')!r}]
+        sys.argv = ["lstm-parity", "predict", {str(TUTORIAL)!r}, {str(tmp_path / "big.npy")!r},
+                    "-o", {str(tmp_path / "y.npy")!r}]
         try:
             main()
         except SystemExit as exc:
@@ -198,6 +219,7 @@ def test_python_api_streams_files(tmp_path):
     lstm_parity.predict_file(spec, str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), chunk_rows=25)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), lstm_parity.predict(spec, [x])[0], rtol=0, atol=1e-12)
     np.save(tmp_path / "port.npy", np.load(tmp_path / "y.npy"))
-    report = lstm_parity.check_file(spec, str(tmp_path / "x.npy"), keras=False, chunk_rows=25,
-                                    expected_path=str(tmp_path / "port.npy"))
+    report = lstm_parity.check_file(
+        spec, str(tmp_path / "x.npy"), keras=False, chunk_rows=25, expected_path=str(tmp_path / "port.npy")
+    )
     assert report.passed and report.expected.outputs[0].shape == (90, 1)

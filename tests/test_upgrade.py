@@ -1,5 +1,6 @@
 """upgrade: Keras 1/2 files rewritten as Keras 3 .keras files that plain keras.models.load_model
 loads, predicting what the old file computes (hard_sigmoid gates rescaled exactly), proven in the run."""
+
 from __future__ import annotations
 
 import csv
@@ -15,19 +16,48 @@ def _tf_keras(make, seed=0):
 
 
 CASES = {
-    "lstm_hard_sigmoid": lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.LSTM(5, recurrent_activation="hard_sigmoid"),
-                                                 k.layers.Dense(1, activation="hard_sigmoid")]),
-    "gru_reset_before": lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.GRU(
-        4, reset_after=False, recurrent_activation="hard_sigmoid", activation="hard_sigmoid", return_sequences=True),
-        k.layers.SimpleRNN(2, activation="hard_sigmoid")]),
-    "gru_reset_after": lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.GRU(
-        4, reset_after=True, recurrent_activation="hard_sigmoid"), k.layers.Dense(2)]),
-    "bidirectional": lambda k: k.Sequential([k.Input(shape=(6, 3)), k.layers.Bidirectional(
-        k.layers.LSTM(3, recurrent_activation="hard_sigmoid", return_sequences=True)),
-        k.layers.TimeDistributed(k.layers.Dense(2, activation="hard_sigmoid"))]),
-    "embedding_mask_zero": lambda k: k.Sequential([k.Input(shape=(7,)), k.layers.Embedding(20, 4, mask_zero=True),
-                                                   k.layers.LSTM(3, recurrent_activation="hard_sigmoid"),
-                                                   k.layers.Dense(1)]),
+    "lstm_hard_sigmoid": lambda k: k.Sequential(
+        [
+            k.Input(shape=(6, 3)),
+            k.layers.LSTM(5, recurrent_activation="hard_sigmoid"),
+            k.layers.Dense(1, activation="hard_sigmoid"),
+        ]
+    ),
+    "gru_reset_before": lambda k: k.Sequential(
+        [
+            k.Input(shape=(6, 3)),
+            k.layers.GRU(
+                4,
+                reset_after=False,
+                recurrent_activation="hard_sigmoid",
+                activation="hard_sigmoid",
+                return_sequences=True,
+            ),
+            k.layers.SimpleRNN(2, activation="hard_sigmoid"),
+        ]
+    ),
+    "gru_reset_after": lambda k: k.Sequential(
+        [
+            k.Input(shape=(6, 3)),
+            k.layers.GRU(4, reset_after=True, recurrent_activation="hard_sigmoid"),
+            k.layers.Dense(2),
+        ]
+    ),
+    "bidirectional": lambda k: k.Sequential(
+        [
+            k.Input(shape=(6, 3)),
+            k.layers.Bidirectional(k.layers.LSTM(3, recurrent_activation="hard_sigmoid", return_sequences=True)),
+            k.layers.TimeDistributed(k.layers.Dense(2, activation="hard_sigmoid")),
+        ]
+    ),
+    "embedding_mask_zero": lambda k: k.Sequential(
+        [
+            k.Input(shape=(7,)),
+            k.layers.Embedding(20, 4, mask_zero=True),
+            k.layers.LSTM(3, recurrent_activation="hard_sigmoid"),
+            k.layers.Dense(1),
+        ]
+    ),
 }
 
 
@@ -56,8 +86,8 @@ def test_untransformed_weights_stay_bit_identical(tmp_path, run_cli):
     gru_old, gru_new = model.layers[0].get_weights(), upgraded.layers[0].get_weights()
     units = 4
     for old_w, new_w in zip(gru_old, gru_new):  # z, r columns scaled by 1.2, h columns untouched
-        np.testing.assert_array_equal(new_w[..., 2 * units:], old_w[..., 2 * units:])
-        np.testing.assert_array_equal(new_w[..., :2 * units], old_w[..., :2 * units] * np.float32(1.2))
+        np.testing.assert_array_equal(new_w[..., 2 * units :], old_w[..., 2 * units :])
+        np.testing.assert_array_equal(new_w[..., : 2 * units], old_w[..., : 2 * units] * np.float32(1.2))
 
 
 def test_no_exact_rewrite_is_refused_with_the_measured_difference(tmp_path, run_cli):
@@ -74,6 +104,7 @@ def test_no_exact_rewrite_is_refused_with_the_measured_difference(tmp_path, run_
 
 def test_a_failed_proof_leaves_no_file(tmp_path, run_cli, monkeypatch):
     import lstm_parity.upgrade as upgrade
+
     monkeypatch.setattr(upgrade, "SCALE", np.float32(1.0))  # "forget" to compensate hard_sigmoid
     model = _tf_keras(CASES["lstm_hard_sigmoid"])
     old = save_model(model, "k2-h5", tmp_path, "old")

@@ -2,6 +2,7 @@
 
 HDF5 (legacy `.h5`, whatever the file is called), zip (Keras 3 `.keras`), or JSON (our own dump).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,9 @@ def sniff_format(path: str) -> str:
                 if handle.read(8) == HDF5_SIGNATURE:
                     return "legacy-h5"
     except IsADirectoryError:
-        raise BadInputError(f"{path}: is a directory, not a model file (SavedModel folders are not supported)") from None
+        raise BadInputError(
+            f"{path}: is a directory, not a model file (SavedModel folders are not supported)"
+        ) from None
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if head.startswith(ZIP_SIGNATURE):
@@ -68,6 +71,7 @@ def open_model(path: str | os.PathLike) -> ModelSpec:
     for model structures the reader does not handle.
     """
     from .sandbox import run_isolated
+
     return run_isolated(_open_guarded, os.fspath(path))
 
 
@@ -76,11 +80,27 @@ def _open_guarded(path: str) -> ModelSpec:
         return _open(path)
     except LstmParityError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError, EOFError,
-            zipfile.BadZipFile, zlib.error, struct.error, RecursionError, OverflowError, MemoryError) as exc:
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+        IndexError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        struct.error,
+        RecursionError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
         # h5py, zipfile and json raise all of these on corrupt files; a reader's own checks raise ours.
-        raise BadInputError(f"{path}: unreadable or corrupt model file ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise BadInputError(
+            f"{path}: unreadable or corrupt model file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
 
 
 def _open(path: str) -> ModelSpec:
@@ -88,18 +108,25 @@ def _open(path: str) -> ModelSpec:
     kind = sniff_format(path)
     if kind == "dump-json":
         from .weights_json import read_dump
+
         return read_dump(path)
     if kind == "legacy-h5":
         model_config, keras_version, weights = read_legacy_h5(path, source)
         parsed = parse_model_config(model_config, source)
     else:
         parsed, keras_version, weights = read_keras_zip(path, source)
-    return assemble(parsed, weights, keras_version=keras_version, source=source,
-                    file_format=kind, sha256=_sha256(path))
+    return assemble(parsed, weights, keras_version=keras_version, source=source, file_format=kind, sha256=_sha256(path))
 
 
-def assemble(parsed: ParsedModel, weights: dict[str, tuple[list[str], list[np.ndarray]]], *,
-             keras_version: str, source: str, file_format: str, sha256: str) -> ModelSpec:
+def assemble(
+    parsed: ParsedModel,
+    weights: dict[str, tuple[list[str], list[np.ndarray]]],
+    *,
+    keras_version: str,
+    source: str,
+    file_format: str,
+    sha256: str,
+) -> ModelSpec:
     """Attach each layer's stored arrays to the parsed config and build the ModelSpec."""
     known = {layer.name for layer in parsed.layers}
     stray = [name for name, (_, arrays) in weights.items() if arrays and name not in known]
@@ -110,16 +137,28 @@ def assemble(parsed: ParsedModel, weights: dict[str, tuple[list[str], list[np.nd
         stored_names, arrays = weights.get(layer.name, ([], []))
         class_name, config = modernize_config(layer.class_name, layer.config, keras_version)
         class_name, config, arrays, converted = modernize_weights(class_name, config, list(arrays), keras_version)
-        layers.append(LayerSpec(
-            name=layer.name, class_name=class_name, config=config,
-            weights=tuple(arrays),
-            weight_names=weight_names(class_name, len(arrays), config),
-            stored_names=tuple(stored_names) if not converted else (),
-            inbound=layer.inbound, converted=converted, node_masks=layer.node_masks,
-        ))
+        layers.append(
+            LayerSpec(
+                name=layer.name,
+                class_name=class_name,
+                config=config,
+                weights=tuple(arrays),
+                weight_names=weight_names(class_name, len(arrays), config),
+                stored_names=tuple(stored_names) if not converted else (),
+                inbound=layer.inbound,
+                converted=converted,
+                node_masks=layer.node_masks,
+            )
+        )
     return ModelSpec(
-        layers=tuple(layers), inputs=parsed.inputs, outputs=parsed.outputs,
-        input_shapes=parsed.input_shapes, keras_version=keras_version,
-        semantics=semantics_for_version(keras_version), source=source,
-        file_format=file_format, model_class=parsed.model_class, sha256=sha256,
+        layers=tuple(layers),
+        inputs=parsed.inputs,
+        outputs=parsed.outputs,
+        input_shapes=parsed.input_shapes,
+        keras_version=keras_version,
+        semantics=semantics_for_version(keras_version),
+        source=source,
+        file_format=file_format,
+        model_class=parsed.model_class,
+        sha256=sha256,
     )

@@ -4,6 +4,7 @@ Handles Sequential configs (a bare list in Keras 2.1/2.2.0, `{name, layers}` lat
 without an InputLayer) and Functional configs (Keras 2 `[[name, node, tensor, kwargs]]` inbound
 nodes and Keras 3 `{"args": [...], "kwargs": {...}}` nodes). Weights are attached by the readers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,8 +47,8 @@ def parse_model_config(model_config: Any, source: str) -> ParsedModel:
     if class_name in FUNCTIONAL_CLASSES:
         return _parse_functional(config, source, class_name)
     raise UnsupportedError(
-        f"{source}: top-level model class {class_name!r} is not supported "
-        f"(supported: Sequential, Functional/Model)")
+        f"{source}: top-level model class {class_name!r} is not supported (supported: Sequential, Functional/Model)"
+    )
 
 
 def _layer_entries(config: Any, source: str) -> list[dict[str, Any]]:
@@ -55,8 +56,11 @@ def _layer_entries(config: Any, source: str) -> list[dict[str, Any]]:
     if not isinstance(layers, list) or not layers:
         raise BadInputError(f"{source}: model config lists no layers")
     for entry in layers:
-        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
-                or not isinstance(entry.get("config"), dict):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("class_name"), str)
+            or not isinstance(entry.get("config"), dict)
+        ):
             raise BadInputError(f"{source}: model config has a malformed layer entry")
     return layers
 
@@ -122,9 +126,16 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
         if str(entry.get("module", "")).startswith(OPS_MODULES):
             class_name = f"ops.{class_name}"  # a keras.ops call recorded in the graph, not a layer
         keras3_nodes = all(isinstance(node, dict) for node in entry.get("inbound_nodes") or [])
-        layers.append(ParsedLayer(name, class_name, entry["config"], tuple(n[0] for n in parsed_nodes),
-                                  tuple(ref for n in parsed_nodes for ref in n[1]),
-                                  tuple(bool(n[1]) for n in parsed_nodes) if keras3_nodes else ()))
+        layers.append(
+            ParsedLayer(
+                name,
+                class_name,
+                entry["config"],
+                tuple(n[0] for n in parsed_nodes),
+                tuple(ref for n in parsed_nodes for ref in n[1]),
+                tuple(bool(n[1]) for n in parsed_nodes) if keras3_nodes else (),
+            )
+        )
     _check_unique(layers, source)
     inputs = _tensor_list(config.get("input_layers"), source, "input_layers")
     outputs = _tensor_list(config.get("output_layers"), source, "output_layers")
@@ -148,8 +159,9 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
 OPS_MODULES = ("keras.src.ops", "keras.ops")
 
 
-def _reachable(layers: list[ParsedLayer], inputs: tuple[TensorRef, ...], outputs: tuple[TensorRef, ...],
-               source: str) -> list[ParsedLayer]:
+def _reachable(
+    layers: list[ParsedLayer], inputs: tuple[TensorRef, ...], outputs: tuple[TensorRef, ...], source: str
+) -> list[ParsedLayer]:
     """Keep the layers the outputs depend on through their inputs and initial states.
 
     Keras 3 records the masks it derives (Embedding's ids != 0, merged masks, ...) as keras.ops
@@ -172,16 +184,17 @@ def _reachable(layers: list[ParsedLayer], inputs: tuple[TensorRef, ...], outputs
         for ref in layer.mask_refs:
             producer = by_name.get(ref[0])
             if producer is None or not _is_op(producer):
-                raise UnsupportedError(f"{source}: layer {layer.name!r} is called with an explicit mask= tensor "
-                                       f"from {ref[0]!r}; only the masks Keras derives itself are supported")
+                raise UnsupportedError(
+                    f"{source}: layer {layer.name!r} is called with an explicit mask= tensor "
+                    f"from {ref[0]!r}; only the masks Keras derives itself are supported"
+                )
     return [layer for layer in layers if layer.name in needed]
 
 
 def _is_op(layer: ParsedLayer) -> bool:
     """A keras.ops node: named by module in .keras configs; in legacy .h5 configs (no module) the
     one kind of entry without the `trainable` key every Keras 3 layer config has."""
-    return layer.class_name.startswith("ops.") or (layer.class_name != "InputLayer"
-                                                   and "trainable" not in layer.config)
+    return layer.class_name.startswith("ops.") or (layer.class_name != "InputLayer" and "trainable" not in layer.config)
 
 
 def _check_unique(layers: list[ParsedLayer], source: str) -> None:
@@ -193,8 +206,13 @@ def _check_unique(layers: list[ParsedLayer], source: str) -> None:
 
 
 def _ref(value: Any, source: str, where: str) -> TensorRef:
-    if (isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str)
-            and isinstance(value[1], int) and isinstance(value[2], int)):
+    if (
+        isinstance(value, list)
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
+    ):
         return (value[0], value[1], value[2])
     raise BadInputError(f"{source}: malformed tensor reference {value!r} in {where}")
 
@@ -223,11 +241,14 @@ def _parse_node(node: Any, source: str, layer: str) -> tuple[tuple[TensorRef, ..
             raise BadInputError(f"{source}: malformed {where}")
         refs += _keras3_tensors(kwargs.get("initial_state"), source)
         masks = _keras3_tensors(kwargs.get("mask"), source)
-        others = sorted(k for k, v in kwargs.items()
-                        if k not in ("initial_state", "mask") and _keras3_tensors(v, source))
+        others = sorted(
+            k for k, v in kwargs.items() if k not in ("initial_state", "mask") and _keras3_tensors(v, source)
+        )
         if others:
-            raise UnsupportedError(f"{source}: layer {layer!r} is called with tensor keyword arguments "
-                                   f"{others}; not supported (supported: initial_state, mask)")
+            raise UnsupportedError(
+                f"{source}: layer {layer!r} is called with tensor keyword arguments "
+                f"{others}; not supported (supported: initial_state, mask)"
+            )
         return tuple(refs), tuple(masks)
     if isinstance(node, list):  # Keras 2: [[name, node, tensor, kwargs], ...]
         return tuple(_ref(item, source, where) for item in node), ()

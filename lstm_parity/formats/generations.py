@@ -11,6 +11,7 @@ weight conversions Keras itself applies when it loads old files.
   -> (2, 3u) with reset_after=True. The layer becomes a plain LSTM/GRU with tanh/sigmoid.
 Every conversion is exact (concatenation, transposition, one float32 addition).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,11 +20,22 @@ import numpy as np
 
 KERAS1_CLASS_NAMES = {"Convolution1D": "Conv1D", "AtrousConvolution1D": "Conv1D", "Convolution2D": "Conv2D"}
 KERAS1_RENAMES = {
-    "*": {"inner_activation": "recurrent_activation", "bias": "use_bias", "dropout_W": "dropout",
-          "dropout_U": "recurrent_dropout", "consume_less": "implementation", "border_mode": "padding",
-          "dim_ordering": "data_format", "nb_filter": "filters", "filter_length": "kernel_size",
-          "subsample_length": "strides", "subsample": "strides", "atrous_rate": "dilation_rate",
-          "pool_length": "pool_size", "stride": "strides"},
+    "*": {
+        "inner_activation": "recurrent_activation",
+        "bias": "use_bias",
+        "dropout_W": "dropout",
+        "dropout_U": "recurrent_dropout",
+        "consume_less": "implementation",
+        "border_mode": "padding",
+        "dim_ordering": "data_format",
+        "nb_filter": "filters",
+        "filter_length": "kernel_size",
+        "subsample_length": "strides",
+        "subsample": "strides",
+        "atrous_rate": "dilation_rate",
+        "pool_length": "pool_size",
+        "stride": "strides",
+    },
     "Dropout": {"p": "rate"},
     "SpatialDropout1D": {"p": "rate"},
     "Dense": {"output_dim": "units"},
@@ -44,8 +56,9 @@ def modernize_config(class_name: str, config: dict[str, Any], keras_version: str
     config = dict(config)
     if class_name in WRAPPERS and isinstance(config.get("layer"), dict):
         inner = config["layer"]
-        inner_class, inner_config = modernize_config(inner.get("class_name", ""), inner.get("config") or {},
-                                                     keras_version)
+        inner_class, inner_config = modernize_config(
+            inner.get("class_name", ""), inner.get("config") or {}, keras_version
+        )
         config["layer"] = {**inner, "class_name": inner_class, "config": inner_config}
     if not is_keras1(keras_version):
         return class_name, config
@@ -59,8 +72,9 @@ def modernize_config(class_name: str, config: dict[str, Any], keras_version: str
     return class_name, renamed
 
 
-def modernize_weights(class_name: str, config: dict[str, Any], arrays: list[np.ndarray],
-                      keras_version: str) -> tuple[str, dict[str, Any], list[np.ndarray], str]:
+def modernize_weights(
+    class_name: str, config: dict[str, Any], arrays: list[np.ndarray], keras_version: str
+) -> tuple[str, dict[str, Any], list[np.ndarray], str]:
     """Convert stored arrays (and CuDNN class names) to the modern layout.
 
     Returns (class name, config, arrays, note) where note says what was converted ("" if nothing).
@@ -90,11 +104,19 @@ def modernize_weights(class_name: str, config: dict[str, Any], arrays: list[np.n
     if is_keras1(keras_version):
         if class_name == "LSTM" and len(arrays) == 12:
             order = (0, 2, 1, 3)  # stored i, c, f, o -> i, f, c, o
-            return class_name, config, [np.concatenate([arrays[3 * g + part] for g in order], axis=-1)
-                                        for part in range(3)], "Keras 1 per-gate LSTM weights (i, c, f, o) concatenated"
+            return (
+                class_name,
+                config,
+                [np.concatenate([arrays[3 * g + part] for g in order], axis=-1) for part in range(3)],
+                "Keras 1 per-gate LSTM weights (i, c, f, o) concatenated",
+            )
         if class_name == "GRU" and len(arrays) == 9:
-            return class_name, config, [np.concatenate([arrays[3 * g + part] for g in range(3)], axis=-1)
-                                        for part in range(3)], "Keras 1 per-gate GRU weights concatenated"
+            return (
+                class_name,
+                config,
+                [np.concatenate([arrays[3 * g + part] for g in range(3)], axis=-1) for part in range(3)],
+                "Keras 1 per-gate GRU weights concatenated",
+            )
         if class_name == "Conv1D" and arrays and arrays[0].ndim == 4 and arrays[0].shape[1] == 1:
             return class_name, config, [arrays[0][:, 0]] + arrays[1:], "Keras 1 Conv1D kernel (k, 1, in, out) squeezed"
     return class_name, config, arrays, ""
@@ -104,12 +126,15 @@ def _blocks(array: np.ndarray, gates: int, fn) -> np.ndarray:
     return np.concatenate([fn(block) for block in np.split(array, gates, axis=-1)], axis=-1)
 
 
-def _from_cudnn(class_name: str, config: dict[str, Any], arrays: list[np.ndarray]
-                ) -> tuple[str, dict[str, Any], list[np.ndarray], str]:
+def _from_cudnn(
+    class_name: str, config: dict[str, Any], arrays: list[np.ndarray]
+) -> tuple[str, dict[str, Any], list[np.ndarray], str]:
     gates = 4 if class_name == "CuDNNLSTM" else 3
-    new_config = {k: v for k, v in config.items()
-                  if k in ("name", "units", "return_sequences", "return_state", "go_backwards", "stateful", "trainable",
-                           "dtype")}
+    new_config = {
+        k: v
+        for k, v in config.items()
+        if k in ("name", "units", "return_sequences", "return_state", "go_backwards", "stateful", "trainable", "dtype")
+    }
     new_config.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
     if len(arrays) != 3:
         return class_name, config, arrays, ""
@@ -124,4 +149,9 @@ def _from_cudnn(class_name: str, config: dict[str, Any], arrays: list[np.ndarray
         bias = bias.reshape(2, -1)  # (2, 3*units)
         new_config["reset_after"] = True
         new_class = "GRU"
-    return new_class, new_config, [kernel, recurrent_kernel, bias], f"{class_name} weights converted to {new_class} layout"
+    return (
+        new_class,
+        new_config,
+        [kernel, recurrent_kernel, bias],
+        f"{class_name} weights converted to {new_class} layout",
+    )

@@ -5,6 +5,7 @@ ratios for bombs before anything is decompressed. Weights live at
 `layers/<snake_case(ClassName)>[_N]/.../vars/<i>`; the path is derived from the config with
 Keras' own naming rule, and cross-checked against the `vars` group's `name` attribute (3.6+).
 """
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,9 @@ def read_keras_zip(path: str, source: str) -> tuple[ParsedModel, str, dict[str, 
         parsed = parse_model_config(config, source)
         if "model.weights.h5" not in members:
             if "model.weights.npz" in members:
-                raise UnsupportedError(f"{source}: weights stored as model.weights.npz are not supported "
-                                       f"(supported: model.weights.h5)")
+                raise UnsupportedError(
+                    f"{source}: weights stored as model.weights.npz are not supported (supported: model.weights.h5)"
+                )
             raise BadInputError(f"{source}: the model was never built: the archive has no model.weights.h5")
         blob = _read_member(archive, members["model.weights.h5"], source)
     try:
@@ -71,13 +73,17 @@ def _check_members(archive: zipfile.ZipFile, source: str) -> dict[str, zipfile.Z
         if name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name) or ":" in name.split("/")[0]:
             raise BadInputError(f"{source}: archive member {name!r} points outside the archive; refusing")
         if name not in KNOWN_MEMBERS and not name.startswith("assets/") and not name.endswith("/"):
-            raise BadInputError(f"{source}: unexpected archive member {name!r} (a .keras file holds "
-                                f"config.json, metadata.json, model.weights.h5 and assets/)")
+            raise BadInputError(
+                f"{source}: unexpected archive member {name!r} (a .keras file holds "
+                f"config.json, metadata.json, model.weights.h5 and assets/)"
+            )
         if info.file_size > MAX_MEMBER_BYTES:
             raise BadInputError(f"{source}: archive member {name!r} declares {info.file_size} bytes; refusing")
         if info.file_size > 1024 * 1024 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise BadInputError(f"{source}: archive member {name!r} expands {info.file_size // max(info.compress_size, 1)}"
-                                f"x; refusing a likely zip bomb")
+            raise BadInputError(
+                f"{source}: archive member {name!r} expands {info.file_size // max(info.compress_size, 1)}"
+                f"x; refusing a likely zip bomb"
+            )
         members[name] = info
     return members
 
@@ -115,7 +121,9 @@ def container_paths(parsed: ParsedModel) -> dict[str, str]:
     return paths
 
 
-def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[str, tuple[list[str], list[np.ndarray]]]:
+def _collect_weights(
+    root: h5py.File, parsed: ParsedModel, source: str
+) -> dict[str, tuple[list[str], list[np.ndarray]]]:
     # Files saved on Windows by tf.keras 2.13-2.15 joined the object path with backslashes, so the
     # group for `layers/lstm/cell` is a single root member named `layers\lstm\cell`.
     windows = any("\\" in key for key in root.keys())
@@ -128,8 +136,10 @@ def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[
         if isinstance(stored_name, bytes):
             stored_name = stored_name.decode("utf-8", "replace")
         if isinstance(stored_name, str) and stored_name != layer_name:
-            raise BadInputError(f"{source}: weights at {path!r} belong to layer {stored_name!r}, "
-                                f"expected {layer_name!r}; the archive does not match its config")
+            raise BadInputError(
+                f"{source}: weights at {path!r} belong to layer {stored_name!r}, "
+                f"expected {layer_name!r}; the archive does not match its config"
+            )
         names: list[str] = []
         arrays: list[np.ndarray] = []
         _collect_vars(group, path, names, arrays, source, depth=0, root=root if windows else None)
@@ -137,8 +147,9 @@ def _collect_weights(root: h5py.File, parsed: ParsedModel, source: str) -> dict[
     return weights
 
 
-def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarray], source: str, depth: int,
-                  root: Any = None) -> None:
+def _collect_vars(
+    group: Any, path: str, names: list[str], arrays: list[np.ndarray], source: str, depth: int, root: Any = None
+) -> None:
     if depth > 8:
         return
     if isinstance(group, h5py.Group) and "vars" in group:
@@ -154,5 +165,6 @@ def _collect_vars(group: Any, path: str, names: list[str], arrays: list[np.ndarr
         if isinstance(group, h5py.Group) and child in group:
             _collect_vars(resolve(group, child, source), f"{path}/{child}", names, arrays, source, depth + 1, root)
         elif root is not None and f"{path}\\{child}" in root:  # Windows-joined path (see above)
-            _collect_vars(resolve(root, f"{path}\\{child}", source), f"{path}\\{child}", names, arrays, source,
-                          depth + 1, root)
+            _collect_vars(
+                resolve(root, f"{path}\\{child}", source), f"{path}\\{child}", names, arrays, source, depth + 1, root
+            )

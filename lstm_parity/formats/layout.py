@@ -5,15 +5,22 @@ tf.keras 2.x legacy HDF5, Keras 3 HDF5 and Keras 3 `.keras` files), after genera
 brought old layouts to today's. This table gives each position its textbook name. Arrays are
 matched by position and checked by shape, never by parsing the variable names a writer chose.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 RECURRENT = ("kernel", "recurrent_kernel", "bias")
 WEIGHT_ORDER: dict[str, tuple[str, ...]] = {
-    "LSTM": RECURRENT, "GRU": RECURRENT, "SimpleRNN": RECURRENT, "ConvLSTM2D": RECURRENT,
-    "Dense": ("kernel", "bias"), "Conv1D": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
-    "Embedding": ("embeddings",), "PReLU": ("alpha",),
+    "LSTM": RECURRENT,
+    "GRU": RECURRENT,
+    "SimpleRNN": RECURRENT,
+    "ConvLSTM2D": RECURRENT,
+    "Dense": ("kernel", "bias"),
+    "Conv1D": ("kernel", "bias"),
+    "Conv2D": ("kernel", "bias"),
+    "Embedding": ("embeddings",),
+    "PReLU": ("alpha",),
 }
 
 

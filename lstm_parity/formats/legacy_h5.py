@@ -4,6 +4,7 @@ Root attributes `keras_version` and `model_config`; group `model_weights` with `
 one subgroup per layer with `weight_names` naming datasets relative to that subgroup. Weights
 are taken in `weight_names` order (Keras' own loading order) and never matched by name.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,7 +32,8 @@ def read_legacy_h5(file: Any, source: str) -> tuple[Any, str, dict[str, tuple[li
             if read_name_list_attr(handle, "layer_names", source) is not None:
                 raise BadInputError(
                     f"{source}: this is a weights-only file (model.save_weights); it has no model "
-                    f"config, so there is no model to compute")
+                    f"config, so there is no model to compute"
+                )
             raise BadInputError(f"{source}: HDF5 file has no 'model_config' attribute; not a saved Keras model")
         model_config = parse_json(config_text, "model_config", source)
         if "model_weights" not in handle:
@@ -54,8 +56,10 @@ def read_weight_groups(group: h5py.Group, source: str) -> dict[str, tuple[list[s
         if not isinstance(layer_group, h5py.Group):
             raise BadInputError(f"{source}: weights of layer {layer_name!r} are not a group")
         names = read_name_list_attr(layer_group, "weight_names", source) or []
-        arrays = [read_dataset(resolve(layer_group, name, source), f"layer {layer_name!r} weight {name!r}", source)
-                  for name in names]
+        arrays = [
+            read_dataset(resolve(layer_group, name, source), f"layer {layer_name!r} weight {name!r}", source)
+            for name in names
+        ]
         weights[layer_name] = (names, arrays)
     return weights
 

@@ -4,6 +4,7 @@ Every read of a weight array or config attribute goes through here, so a hostile
 us raise BadInputError but never follow a link out of the file, allocate a declared-but-absent
 gigabyte array, or recurse without bound.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from ..errors import BadInputError
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a config JSON or attribute larger than this is refused
 MAX_JSON_DEPTH = 200  # nesting deeper than any real Keras config
-MAX_ARRAY_BYTES = 8 * 1024 ** 3  # one weight array of more than 8 GiB is refused outright
+MAX_ARRAY_BYTES = 8 * 1024**3  # one weight array of more than 8 GiB is refused outright
 MAX_COMPRESSION_RATIO = 1000  # declared bytes / stored bytes for filtered (compressed) datasets
 
 
@@ -180,7 +181,8 @@ def read_dataset(dataset: h5py.HLObject, where: str, source: str) -> np.ndarray:
         if declared > limit and declared > 4096:
             raise BadInputError(
                 f"{source}: {where} declares shape {shape} ({declared} bytes) but the file stores "
-                f"{stored} bytes for it (truncated or forged)")
+                f"{stored} bytes for it (truncated or forged)"
+            )
     try:
         return np.asarray(dataset[()])
     except Exception as exc:

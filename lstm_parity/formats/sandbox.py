@@ -6,6 +6,7 @@ pickled over a private pipe; nothing from the file is ever unpickled.
 LSTM_PARITY_READ_TIMEOUT (seconds, default 60) bounds the wait; LSTM_PARITY_NO_SANDBOX=1 reads
 in-process (for debugging). Where os.fork does not exist the read is in-process.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,15 +60,19 @@ def run_isolated(fn: Callable[[str], Any], path: str) -> Any:
             if not ready:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                raise BadInputError(f"{path}: reading did not finish within {read_timeout():g} s; the file is "
-                                    f"probably corrupt (set LSTM_PARITY_READ_TIMEOUT to wait longer)")
+                raise BadInputError(
+                    f"{path}: reading did not finish within {read_timeout():g} s; the file is "
+                    f"probably corrupt (set LSTM_PARITY_READ_TIMEOUT to wait longer)"
+                )
             chunk = os.read(pipe.fileno(), 1 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
     if not chunks:
-        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
+        how = (
+            f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
+        )
         raise BadInputError(f"{path}: the HDF5/zip library crashed reading the file ({how}); it is corrupt")
     payload = pickle.loads(b"".join(chunks))  # our own child's answer, not file content
     if payload[0] == "ok":

@@ -2,6 +2,7 @@
 
 Arrays come back with their recorded dtype and shape, bit-identical to what was dumped.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,10 +18,12 @@ SUPPORTED_SCHEMA = 1
 
 def decode_array(values: Any, dtype: str, shape: list[int], where: str) -> np.ndarray:
     """Inverse of dump.encode_array; raises BadInputError when values do not fill the shape."""
+
     def fix(item: Any) -> Any:
         if isinstance(item, list):
             return [fix(v) for v in item]
         return float(item) if isinstance(item, str) else item
+
     try:
         kind = np.dtype(dtype)
         if kind.kind not in "fiub":
@@ -44,8 +47,10 @@ def read_dump(path: str) -> ModelSpec:
     if not isinstance(dump, dict) or "schema_version" not in dump or "layers" not in dump:
         raise BadInputError(f"{path}: JSON file is not an lstm-parity dump (no schema_version/layers)")
     if dump["schema_version"] != SUPPORTED_SCHEMA:
-        raise BadInputError(f"{path}: dump schema_version {dump['schema_version']!r} is not supported "
-                            f"(this lstm-parity reads {SUPPORTED_SCHEMA})")
+        raise BadInputError(
+            f"{path}: dump schema_version {dump['schema_version']!r} is not supported "
+            f"(this lstm-parity reads {SUPPORTED_SCHEMA})"
+        )
     try:
         layers = tuple(_layer(entry, path) for entry in dump["layers"])
         inputs = tuple((item["name"], 0, 0) for item in dump["inputs"])
@@ -55,19 +60,31 @@ def read_dump(path: str) -> ModelSpec:
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"{path}: malformed dump ({type(exc).__name__}: {exc})") from None
     return ModelSpec(
-        layers=layers, inputs=inputs, outputs=outputs, input_shapes=shapes,  # type: ignore[arg-type]
-        keras_version=str(source.get("keras_version", "")), semantics=str(source.get("semantics", "keras3")),
-        source=path, file_format="dump-json", model_class=str(source.get("model_class", "")),
-        sha256=str(source.get("sha256", "")))
+        layers=layers,
+        inputs=inputs,
+        outputs=outputs,
+        input_shapes=shapes,  # type: ignore[arg-type]
+        keras_version=str(source.get("keras_version", "")),
+        semantics=str(source.get("semantics", "keras3")),
+        source=path,
+        file_format="dump-json",
+        model_class=str(source.get("model_class", "")),
+        sha256=str(source.get("sha256", "")),
+    )
 
 
 def _layer(entry: dict[str, Any], path: str) -> LayerSpec:
     where = f"{path}: layer {entry.get('name')!r}"
-    weights = [decode_array(w["values"], w["dtype"], w["shape"], f"{where} weight {w.get('name')!r}")
-               for w in entry.get("weights", [])]
+    weights = [
+        decode_array(w["values"], w["dtype"], w["shape"], f"{where} weight {w.get('name')!r}")
+        for w in entry.get("weights", [])
+    ]
     return LayerSpec(
-        name=entry["name"], class_name=entry["class_name"], config=dict(entry["config"]),
-        weights=tuple(weights), weight_names=tuple(w["name"] for w in entry.get("weights", [])),
+        name=entry["name"],
+        class_name=entry["class_name"],
+        config=dict(entry["config"]),
+        weights=tuple(weights),
+        weight_names=tuple(w["name"] for w in entry.get("weights", [])),
         stored_names=tuple(w.get("stored_name", "") for w in entry.get("weights", [])),
         inbound=tuple(tuple(tuple(ref) for ref in node) for node in entry["inbound"]),
         converted=str(entry.get("converted", "")),

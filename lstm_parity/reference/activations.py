@@ -4,6 +4,7 @@ The same name can mean two functions: `hard_sigmoid` is clip(0.2x + 0.5, 0, 1) i
 (and tf.keras 2.x) but relu6(x + 3) / 6 = clip(x/6 + 0.5, 0, 1) in Keras 3. Each table below is
 verified against the matching Keras in tests/test_activations.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,16 +101,33 @@ def mish(x: np.ndarray) -> np.ndarray:
 
 
 _COMMON: dict[str, Activation] = {
-    "linear": linear, "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "softmax": softmax,
-    "elu": elu, "selu": selu, "softplus": softplus, "softsign": softsign,
-    "exponential": exponential, "swish": swish, "gelu": gelu,
+    "linear": linear,
+    "relu": relu,
+    "tanh": tanh,
+    "sigmoid": sigmoid,
+    "softmax": softmax,
+    "elu": elu,
+    "selu": selu,
+    "softplus": softplus,
+    "softsign": softsign,
+    "exponential": exponential,
+    "swish": swish,
+    "gelu": gelu,
 }
 
 ACTIVATIONS: dict[str, dict[str, Activation]] = {
     "keras2": {**_COMMON, "hard_sigmoid": hard_sigmoid_keras2, "relu6": relu6, "silu": swish, "mish": mish},
-    "keras3": {**_COMMON, "hard_sigmoid": hard_sigmoid_keras3, "relu6": relu6, "silu": swish,
-               "hard_silu": hard_silu, "hard_swish": hard_silu, "leaky_relu": leaky_relu_keras3,
-               "log_softmax": log_softmax, "mish": mish},
+    "keras3": {
+        **_COMMON,
+        "hard_sigmoid": hard_sigmoid_keras3,
+        "relu6": relu6,
+        "silu": swish,
+        "hard_silu": hard_silu,
+        "hard_swish": hard_silu,
+        "leaky_relu": leaky_relu_keras3,
+        "log_softmax": log_softmax,
+        "mish": mish,
+    },
 }
 
 
@@ -134,6 +152,8 @@ def get_activation(value: Any, semantics: str, where: str) -> Activation:
     name = activation_name(value)
     table = ACTIVATIONS[semantics]
     if name not in table:
-        raise UnsupportedError(f"{where}: activation {name!r} is not implemented under {semantics} semantics "
-                               f"(supported: {', '.join(sorted(table))})")
+        raise UnsupportedError(
+            f"{where}: activation {name!r} is not implemented under {semantics} semantics "
+            f"(supported: {', '.join(sorted(table))})"
+        )
     return table[name]

@@ -1,6 +1,7 @@
 """Convolution and pooling at inference (channels_last): Conv1D/2D, Max/AveragePooling 1D-3D,
 global pooling. Written as sums over kernel taps of strided views: plain NumPy, no im2col copies
 of the whole input."""
+
 from __future__ import annotations
 
 import itertools
@@ -31,14 +32,25 @@ def _pad_amounts(size: int, kernel: int, stride: int, dilation: int, padding: st
     return total // 2, total - total // 2
 
 
-def _padded(x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...],
-            padding: str, fill: float) -> np.ndarray:
-    pads = [(0, 0)] + [_pad_amounts(x.shape[1 + i], k, s, d, padding)
-                       for i, (k, s, d) in enumerate(zip(kernel, strides, dilation))] + [(0, 0)]
+def _padded(
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilation: tuple[int, ...],
+    padding: str,
+    fill: float,
+) -> np.ndarray:
+    pads = (
+        [(0, 0)]
+        + [_pad_amounts(x.shape[1 + i], k, s, d, padding) for i, (k, s, d) in enumerate(zip(kernel, strides, dilation))]
+        + [(0, 0)]
+    )
     return np.pad(x, pads, constant_values=fill) if any(p != (0, 0) for p in pads) else x
 
 
-def _out_sizes(x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...]) -> list[int]:
+def _out_sizes(
+    x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...]
+) -> list[int]:
     return [(x.shape[1 + i] - ((k - 1) * d + 1)) // s + 1 for i, (k, s, d) in enumerate(zip(kernel, strides, dilation))]
 
 
@@ -47,8 +59,14 @@ def _tap(x: np.ndarray, offset: tuple[int, ...], strides: tuple[int, ...], sizes
     return x[index]  # (batch, *out_sizes, channels)
 
 
-def convolve(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, ...], dilation: tuple[int, ...], padding: str,
-             groups: int = 1) -> np.ndarray:
+def convolve(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    strides: tuple[int, ...],
+    dilation: tuple[int, ...],
+    padding: str,
+    groups: int = 1,
+) -> np.ndarray:
     """N-D convolution (channels_last): x (batch, *spatial, in), kernel (*k, in/groups, out) -> (batch, *out, out)."""
     kernel_size = kernel.shape[:-2]
     per_group_in, filters = kernel.shape[-2], kernel.shape[-1]
@@ -63,8 +81,10 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, ...], dilati
             y += window @ w
             continue
         for g in range(groups):
-            y[..., g * per_group_out:(g + 1) * per_group_out] += \
-                window[..., g * per_group_in:(g + 1) * per_group_in] @ w[:, g * per_group_out:(g + 1) * per_group_out]
+            y[..., g * per_group_out : (g + 1) * per_group_out] += (
+                window[..., g * per_group_in : (g + 1) * per_group_in]
+                @ w[:, g * per_group_out : (g + 1) * per_group_out]
+            )
     return y
 
 
@@ -76,8 +96,13 @@ def _conv_options(layer: LayerSpec, ctx: Context, rank: int) -> tuple:
     padding = cfg.get("padding", "valid")
     if padding not in ("valid", "same") + (("causal",) if rank == 1 else ()):
         raise unsupported_option(ctx, layer, "padding", padding, "valid, same" + (", causal" if rank == 1 else ""))
-    return (_tuple(cfg["kernel_size"], rank), _tuple(cfg.get("strides", 1), rank),
-            _tuple(cfg.get("dilation_rate", 1), rank), padding, int(cfg.get("groups", 1) or 1))
+    return (
+        _tuple(cfg["kernel_size"], rank),
+        _tuple(cfg.get("strides", 1), rank),
+        _tuple(cfg.get("dilation_rate", 1), rank),
+        padding,
+        int(cfg.get("groups", 1) or 1),
+    )
 
 
 def _build_conv(layer: LayerSpec, ctx: Context, rank: int) -> LayerFn:
@@ -96,17 +121,42 @@ def _build_conv(layer: LayerSpec, ctx: Context, rank: int) -> LayerFn:
         if bias is not None:
             y += bias
         return LayerResult([activation(y)], [None])
+
     return run
 
 
-@register("Conv1D", options=("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups",
-                             "activation", "use_bias", "data_format"))
+@register(
+    "Conv1D",
+    options=(
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "dilation_rate",
+        "groups",
+        "activation",
+        "use_bias",
+        "data_format",
+    ),
+)
 def build_conv1d(layer: LayerSpec, ctx: Context) -> LayerFn:
     return _build_conv(layer, ctx, 1)
 
 
-@register("Conv2D", options=("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups",
-                             "activation", "use_bias", "data_format"))
+@register(
+    "Conv2D",
+    options=(
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "dilation_rate",
+        "groups",
+        "activation",
+        "use_bias",
+        "data_format",
+    ),
+)
 def build_conv2d(layer: LayerSpec, ctx: Context) -> LayerFn:
     return _build_conv(layer, ctx, 2)
 
@@ -138,14 +188,17 @@ def _build_pool(layer: LayerSpec, ctx: Context, rank: int, mode: str) -> LayerFn
             count = np.sum([_tap(counts, tap, strides, sizes) for tap in taps], axis=0)
             y = total / count
         return LayerResult([y], [None])
+
     return run
 
 
 def _register_pools() -> None:
     for rank in (1, 2, 3):
         for mode, name in (("max", "MaxPooling"), ("avg", "AveragePooling")):
+
             def build(layer: LayerSpec, ctx: Context, rank: int = rank, mode: str = mode) -> LayerFn:
                 return _build_pool(layer, ctx, rank, mode)
+
             register(f"{name}{rank}D", options=("pool_size", "strides", "padding", "data_format"))(build)
 
 
@@ -170,11 +223,13 @@ def _build_global(layer: LayerSpec, ctx: Context, mode: str) -> LayerFn:
         else:
             y = np.max(x, axis=axes, keepdims=keepdims)
         return LayerResult([y], [None])
+
     return run
 
 
-@register("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-          options=("data_format", "keepdims"))
+@register(
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", options=("data_format", "keepdims")
+)
 def build_global_average(layer: LayerSpec, ctx: Context) -> LayerFn:
     return _build_global(layer, ctx, "avg")
 

@@ -1,5 +1,6 @@
 """Core and neighbouring layers at inference: Dense, activations, identities, Embedding, Masking,
 shape layers, normalization, TimeDistributed."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,18 @@ import numpy as np
 from ..errors import BadInputError
 from ..spec import LayerSpec
 from .activations import get_activation
-from .layers import (Context, LayerFn, LayerResult, build_layer, check_width, child, register, take_weights,
-                     unsupported_option, where)
+from .layers import (
+    Context,
+    LayerFn,
+    LayerResult,
+    build_layer,
+    check_width,
+    child,
+    register,
+    take_weights,
+    unsupported_option,
+    where,
+)
 
 
 def _passing(fn):
@@ -38,6 +49,7 @@ def build_dense(layer: LayerSpec, ctx: Context) -> LayerFn:
         if bias is not None:
             y += bias
         return activation(y)
+
     return _passing(run)
 
 
@@ -46,15 +58,23 @@ def build_activation(layer: LayerSpec, ctx: Context) -> LayerFn:
     return _passing(get_activation(layer.config.get("activation"), ctx.semantics, where(ctx, layer)))
 
 
-@register("ReLU", options=("max_value", "negative_slope", "threshold"),
-          defaults={"max_value": None, "negative_slope": 0.0, "threshold": 0.0})
+@register(
+    "ReLU",
+    options=("max_value", "negative_slope", "threshold"),
+    defaults={"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+)
 def build_relu(layer: LayerSpec, ctx: Context) -> LayerFn:
     cfg = layer.config
-    max_value, slope, threshold = cfg.get("max_value"), float(cfg.get("negative_slope") or 0), float(cfg.get("threshold") or 0)
+    max_value, slope, threshold = (
+        cfg.get("max_value"),
+        float(cfg.get("negative_slope") or 0),
+        float(cfg.get("threshold") or 0),
+    )
 
     def run(x: np.ndarray) -> np.ndarray:
         y = np.where(x >= threshold, x, slope * (x - threshold))
         return np.minimum(y, max_value) if max_value is not None else y
+
     return _passing(run)
 
 
@@ -78,11 +98,21 @@ def build_softmax(layer: LayerSpec, ctx: Context) -> LayerFn:
     def run(x: np.ndarray) -> np.ndarray:
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
         return e / np.sum(e, axis=axis, keepdims=True)
+
     return _passing(run)
 
 
-@register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-          "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity")
+@register(
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "Identity",
+)
 def build_identity(layer: LayerSpec, ctx: Context) -> LayerFn:
     """Regularizers do nothing at inference; they keep the mask."""
     return _passing(lambda x: x)
@@ -100,9 +130,11 @@ def build_embedding(layer: LayerSpec, ctx: Context) -> LayerFn:
         if x.dtype.kind == "f" and not np.array_equal(ids, x):
             raise BadInputError(f"{where(ctx, layer)}: expects integer token ids, got non-integer values")
         if ids.size and (ids.min() < 0 or ids.max() >= input_dim):
-            raise BadInputError(f"{where(ctx, layer)}: token ids must be in [0, {input_dim}), "
-                                f"got values in [{ids.min()}, {ids.max()}]")
+            raise BadInputError(
+                f"{where(ctx, layer)}: token ids must be in [0, {input_dim}), got values in [{ids.min()}, {ids.max()}]"
+            )
         return LayerResult([embeddings[ids]], [ids != 0 if mask_zero else None])  # (batch, time, output_dim)
+
     return run
 
 
@@ -113,6 +145,7 @@ def build_masking(layer: LayerSpec, ctx: Context) -> LayerFn:
     def run(inputs: list[np.ndarray], masks: list) -> LayerResult:
         keep = np.any(inputs[0] != mask_value, axis=-1)  # (batch, time)
         return LayerResult([inputs[0] * keep[..., None]], [keep])
+
     return run
 
 
@@ -158,8 +191,11 @@ def _broadcast_param(param: np.ndarray, x: np.ndarray, axes: tuple[int, ...]) ->
     return param.reshape(shape)
 
 
-@register("BatchNormalization", options=("axis", "epsilon", "center", "scale"),
-          defaults={"axis": -1, "epsilon": 1e-3, "center": True, "scale": True})
+@register(
+    "BatchNormalization",
+    options=("axis", "epsilon", "center", "scale"),
+    defaults={"axis": -1, "epsilon": 1e-3, "center": True, "scale": True},
+)
 def build_batch_norm(layer: LayerSpec, ctx: Context) -> LayerFn:
     cfg = layer.config
     axes = _axes(cfg.get("axis", -1))
@@ -175,17 +211,22 @@ def build_batch_norm(layer: LayerSpec, ctx: Context) -> LayerFn:
     def run(x: np.ndarray) -> np.ndarray:
         def p(v):
             return _broadcast_param(v, x, axes)
+
         y = (x - p(moving_mean)) / np.sqrt(p(moving_variance) + epsilon)
         if gamma is not None:
             y = y * p(gamma)
         if beta is not None:
             y = y + p(beta)
         return y
+
     return _passing(run)
 
 
-@register("LayerNormalization", options=("axis", "epsilon", "center", "scale", "rms_scaling"),
-          defaults={"axis": -1, "epsilon": 1e-3, "center": True, "scale": True, "rms_scaling": False})
+@register(
+    "LayerNormalization",
+    options=("axis", "epsilon", "center", "scale", "rms_scaling"),
+    defaults={"axis": -1, "epsilon": 1e-3, "center": True, "scale": True, "rms_scaling": False},
+)
 def build_layer_norm(layer: LayerSpec, ctx: Context) -> LayerFn:
     cfg = layer.config
     axes = _axes(cfg.get("axis", -1))
@@ -210,6 +251,7 @@ def build_layer_norm(layer: LayerSpec, ctx: Context) -> LayerFn:
         if beta is not None and not rms:
             y = y + _broadcast_param(beta, x, axes)
         return y
+
     return _passing(run)
 
 
@@ -223,4 +265,5 @@ def build_time_distributed(layer: LayerSpec, ctx: Context) -> LayerFn:
         result = inner([x.reshape((batch * time, *x.shape[2:]))], [None])
         y = result.outputs[0]  # (batch*time, ...)
         return LayerResult([y.reshape((batch, time, *y.shape[1:]))], masks[:1])
+
     return run

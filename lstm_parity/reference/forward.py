@@ -3,6 +3,7 @@
 `forward` returns the model outputs and, on request, every layer's outputs and every recurrent
 layer's per-timestep gate values, for per-layer divergence reports and gate traces.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,8 +16,15 @@ from .layers import Context, LayerFn, build_layer
 from .parallel import default_threads, map_chunks, plan_rows
 
 
-MASK_CONSUMERS = {"LSTM", "GRU", "SimpleRNN", "ConvLSTM2D", "Bidirectional", "TimeDistributed",
-                  "GlobalAveragePooling1D"}
+MASK_CONSUMERS = {
+    "LSTM",
+    "GRU",
+    "SimpleRNN",
+    "ConvLSTM2D",
+    "Bidirectional",
+    "TimeDistributed",
+    "GlobalAveragePooling1D",
+}
 
 
 @dataclass
@@ -29,8 +37,9 @@ class ForwardResult:
     traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def build(spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False,
-          states: dict | None = None) -> dict[str, LayerFn]:
+def build(
+    spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False, states: dict | None = None
+) -> dict[str, LayerFn]:
     """Validate and prepare every non-input layer; raises UnsupportedError before any compute.
 
     `states` is the store through which stateful recurrent layers carry their states from one
@@ -40,9 +49,17 @@ def build(spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False
     return {layer.name: build_layer(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
 
 
-def forward(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-            dtype: np.dtype | type = np.float64, record: bool = False, states: dict | None = None,
-            threads: int | None = None, chunk_rows: int | None = None) -> ForwardResult:
+def forward(
+    spec: ModelSpec,
+    inputs: list[np.ndarray],
+    *,
+    semantics: str | None = None,
+    dtype: np.dtype | type = np.float64,
+    record: bool = False,
+    states: dict | None = None,
+    threads: int | None = None,
+    chunk_rows: int | None = None,
+) -> ForwardResult:
     """Compute the model on `inputs` (one array per model input, batch first) in `dtype`.
 
     `semantics` ("keras2"/"keras3") defaults to that of the Keras generation that saved the file.
@@ -69,16 +86,21 @@ def widest_gates(spec: ModelSpec) -> int:
     return max((w.shape[-1] for layer in spec.layers for w in layer.weights if w.ndim), default=1)
 
 
-def _run_graph(spec: ModelSpec, fns: dict[str, LayerFn], inputs: list[np.ndarray], dtype: np.dtype | type,
-               record: bool) -> ForwardResult:
+def _run_graph(
+    spec: ModelSpec, fns: dict[str, LayerFn], inputs: list[np.ndarray], dtype: np.dtype | type, record: bool
+) -> ForwardResult:
     """One pass over the layer graph in dependency order."""
     values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
     for ref, x in zip(spec.inputs, inputs):
         integer = np.asarray(x).dtype.kind in "iu"  # token ids stay integers
         values[ref] = (np.asarray(x) if integer else np.asarray(x, dtype=dtype), None)
     result = ForwardResult(outputs=[])
-    pending = [(layer, node_index, refs) for layer in spec.layers if layer.class_name != "InputLayer"
-               for node_index, refs in enumerate(layer.inbound)]
+    pending = [
+        (layer, node_index, refs)
+        for layer in spec.layers
+        if layer.class_name != "InputLayer"
+        for node_index, refs in enumerate(layer.inbound)
+    ]
     while pending:
         ready = [item for item in pending if all(ref in values for ref in item[2])]
         if not ready:
@@ -94,8 +116,10 @@ def _run_graph(spec: ModelSpec, fns: dict[str, LayerFn], inputs: list[np.ndarray
                 layer_result = fns[layer.name](args, masks)
             except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
                 shapes = ", ".join(str(a.shape) for a in args)
-                raise BadInputError(f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
-                                    f"on input shape(s) {shapes}: {exc}") from None
+                raise BadInputError(
+                    f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
+                    f"on input shape(s) {shapes}: {exc}"
+                ) from None
             for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks)):
                 values[(layer.name, node_index, index)] = (out, mask)
             if record and node_index == 0:
@@ -126,9 +150,15 @@ def fixed_batch_size(spec: ModelSpec) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def predict_batches(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str | None = None,
-                    dtype: np.dtype | type = np.float64, batch_size: int = 32,
-                    states: dict | None = None) -> list[np.ndarray]:
+def predict_batches(
+    spec: ModelSpec,
+    inputs: list[np.ndarray],
+    *,
+    semantics: str | None = None,
+    dtype: np.dtype | type = np.float64,
+    batch_size: int = 32,
+    states: dict | None = None,
+) -> list[np.ndarray]:
     """The reference as `model.predict` runs it: stateful layers carry their states from one batch
     to the next (batches of the model's fixed batch size), starting from `states` (a dict this call
     updates, so that the next chunk of a stream continues from here) or zeros; other models are
@@ -137,6 +167,10 @@ def predict_batches(spec: ModelSpec, inputs: list[np.ndarray], *, semantics: str
         return forward(spec, inputs, semantics=semantics, dtype=dtype).outputs
     step = fixed_batch_size(spec) or batch_size
     states = {} if states is None else states
-    chunks = [forward(spec, [x[start:start + step] for x in inputs], semantics=semantics, dtype=dtype,
-                      states=states).outputs for start in range(0, inputs[0].shape[0], step)]
+    chunks = [
+        forward(
+            spec, [x[start : start + step] for x in inputs], semantics=semantics, dtype=dtype, states=states
+        ).outputs
+        for start in range(0, inputs[0].shape[0], step)
+    ]
     return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]

@@ -6,6 +6,7 @@ under the file's semantics. Running a built layer is pure math. Layer classes re
 themselves with `register`, per family: core.py, rnn_layers.py, conv.py, merge.py.
 Each built function also returns the Keras mask of every output (None where Keras has none).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,10 +54,12 @@ REGISTRY: dict[str, LayerKind] = {}
 
 def register(*class_names: str, options: tuple[str, ...] = (), defaults: dict[str, Any] | None = None):
     """Decorator: make `build(layer, ctx) -> LayerFn` the builder of these Keras class names."""
+
     def wrap(build: Callable[[LayerSpec, Context], LayerFn]) -> Callable[[LayerSpec, Context], LayerFn]:
         for name in class_names:
             REGISTRY[name] = LayerKind(build, options, dict(defaults or {}))
         return build
+
     return wrap
 
 
@@ -73,8 +76,11 @@ def math_options(layer: LayerSpec) -> dict[str, Any]:
     kind = REGISTRY.get(layer.class_name)
     if kind is None:
         return {}
-    return {name: layer.config.get(name, kind.defaults.get(name)) for name in kind.options
-            if name in layer.config or name in kind.defaults}
+    return {
+        name: layer.config.get(name, kind.defaults.get(name))
+        for name in kind.options
+        if name in layer.config or name in kind.defaults
+    }
 
 
 def where(ctx: Context, layer: LayerSpec) -> str:
@@ -82,8 +88,7 @@ def where(ctx: Context, layer: LayerSpec) -> str:
 
 
 def unsupported_option(ctx: Context, layer: LayerSpec, option: str, value: Any, supported: str) -> UnsupportedError:
-    return UnsupportedError(f"{where(ctx, layer)}: option {option}={value!r} is not supported "
-                            f"(supported: {supported})")
+    return UnsupportedError(f"{where(ctx, layer)}: option {option}={value!r} is not supported (supported: {supported})")
 
 
 def check_dtype_policy(layer: LayerSpec, ctx: Context) -> None:
@@ -97,11 +102,14 @@ def check_dtype_policy(layer: LayerSpec, ctx: Context) -> None:
 def take_weights(layer: LayerSpec, ctx: Context, shapes: list[tuple[int | None, ...]]) -> list[np.ndarray]:
     """Check the stored arrays against the expected shapes (None = any) and cast them to ctx.dtype."""
     if not layer.weights and shapes:
-        raise BadInputError(f"{where(ctx, layer)}: the file holds no weights for this layer "
-                            f"(the model was never built, or the weights were not saved)")
+        raise BadInputError(
+            f"{where(ctx, layer)}: the file holds no weights for this layer "
+            f"(the model was never built, or the weights were not saved)"
+        )
     if len(layer.weights) != len(shapes):
-        raise BadInputError(f"{where(ctx, layer)}: the file holds {len(layer.weights)} weight arrays, "
-                            f"expected {len(shapes)}")
+        raise BadInputError(
+            f"{where(ctx, layer)}: the file holds {len(layer.weights)} weight arrays, expected {len(shapes)}"
+        )
     cast = []
     names = layer.weight_names or ("?",) * len(shapes)
     for array, shape, name in zip(layer.weights, shapes, names):
@@ -115,18 +123,28 @@ def take_weights(layer: LayerSpec, ctx: Context, shapes: list[tuple[int | None, 
 
 def check_width(layer: LayerSpec, ctx: Context, x: np.ndarray, expected: int, axis: int = -1) -> None:
     if x.shape[axis] != expected:
-        raise BadInputError(f"{where(ctx, layer)}: input has {x.shape[axis]} features on axis {axis}, "
-                            f"the weights expect {expected}")
+        raise BadInputError(
+            f"{where(ctx, layer)}: input has {x.shape[axis]} features on axis {axis}, the weights expect {expected}"
+        )
 
 
 def child(layer: LayerSpec, suffix: str, entry: Any, weights: tuple[np.ndarray, ...], ctx: Context) -> LayerSpec:
     """A wrapped layer (Bidirectional's or TimeDistributed's) as a spec of its own."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
-            or not isinstance(entry.get("config"), dict):
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("class_name"), str)
+        or not isinstance(entry.get("config"), dict)
+    ):
         raise BadInputError(f"{where(ctx, layer)}: the wrapped layer's config is malformed")
     from ..formats.layout import weight_names
-    return LayerSpec(name=f"{layer.name}/{suffix}", class_name=entry["class_name"], config=entry["config"],
-                     weights=weights, weight_names=weight_names(entry["class_name"], len(weights), entry["config"]))
+
+    return LayerSpec(
+        name=f"{layer.name}/{suffix}",
+        class_name=entry["class_name"],
+        config=entry["config"],
+        weights=weights,
+        weight_names=weight_names(entry["class_name"], len(weights), entry["config"]),
+    )
 
 
 def build_layer(layer: LayerSpec, ctx: Context) -> LayerFn:
@@ -134,8 +152,10 @@ def build_layer(layer: LayerSpec, ctx: Context) -> LayerFn:
     _load_families()
     kind = REGISTRY.get(layer.class_name)
     if kind is None:
-        raise UnsupportedError(f"{where(ctx, layer)}: layer class {layer.class_name!r} is not supported "
-                               f"(supported: {', '.join(supported_classes())})")
+        raise UnsupportedError(
+            f"{where(ctx, layer)}: layer class {layer.class_name!r} is not supported "
+            f"(supported: {', '.join(supported_classes())})"
+        )
     check_dtype_policy(layer, ctx)
     try:
         return kind.build(layer, ctx)

@@ -3,6 +3,7 @@
 Output masks differ by generation: Keras 2 ANDs the masks it has, Keras 3 ORs them (and a merge
 of a masked with an unmasked input has no mask).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,6 +38,7 @@ def build_elementwise(layer: LayerSpec, ctx: Context) -> LayerFn:
 
     def run(inputs: list[np.ndarray], masks: list) -> LayerResult:
         return LayerResult([op(np.broadcast_arrays(*inputs))], [_merged_mask(masks, ctx.semantics)])
+
     return run
 
 
@@ -50,11 +52,16 @@ def build_concatenate(layer: LayerSpec, ctx: Context) -> LayerFn:
         if any(m is not None for m in masks):
             # Keras broadcasts each mask (ones where absent) to its input, concatenates, then reduces
             # the last axis: all() in Keras 2, any() in Keras 3.
-            full = [np.broadcast_to(m[..., None] if m is not None and m.ndim < x.ndim else
-                                    (m if m is not None else True), x.shape) for m, x in zip(masks, inputs)]
+            full = [
+                np.broadcast_to(
+                    m[..., None] if m is not None and m.ndim < x.ndim else (m if m is not None else True), x.shape
+                )
+                for m, x in zip(masks, inputs)
+            ]
             joined = np.concatenate(full, axis=axis)
             mask = np.all(joined, axis=-1) if ctx.semantics == "keras2" else np.any(joined, axis=-1)
         return LayerResult([out], [mask])
+
     return run
 
 
@@ -83,4 +90,5 @@ def build_dot(layer: LayerSpec, ctx: Context) -> LayerFn:
         if out.ndim == 1:
             out = out[:, None]  # Keras' batch_dot returns (batch, 1) for vectors
         return LayerResult([out], [None])
+
     return run

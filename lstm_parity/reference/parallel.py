@@ -7,6 +7,7 @@ own chunks while BLAS runs single-threaded inside each (NumPy releases the GIL i
 its elementwise loops), which also parallelises the elementwise gate math that BLAS threads
 cannot.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -91,7 +92,7 @@ def map_chunks(fn: ChunkFn, inputs: Sequence[np.ndarray], rows: int, threads: in
             out[start:stop] = part
 
     def run(bounds: tuple[int, int]) -> list[np.ndarray]:
-        return fn([x[bounds[0]:bounds[1]] for x in inputs])
+        return fn([x[bounds[0] : bounds[1]] for x in inputs])
 
     if threads <= 1:
         for bounds in ranges:

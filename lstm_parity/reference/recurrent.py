@@ -16,6 +16,7 @@ sigmoid it is evaluated as 0.5 * tanh(0.5 * z) + 0.5 with the 0.5 folded into th
 weights (a power-of-two scale, hence exact): one tanh pass, in place. ConvLSTM2D keeps
 (batch, rows, cols, filters) for its convolutions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ class Cell(Protocol):
 
     def prepare(self, x: np.ndarray) -> np.ndarray: ...
     def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]: ...
-    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]: ...
+    def step(
+        self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]: ...
 
 
 @dataclass
@@ -54,9 +56,17 @@ class SequenceResult:
     trace: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwards: bool = False,
-                 mask: np.ndarray | None = None, initial_states: tuple[np.ndarray, ...] | None = None,
-                 zero_output_for_mask: bool = False, record: bool = False) -> SequenceResult:
+def run_sequence(
+    cell: Cell,
+    x: np.ndarray,
+    *,
+    return_sequences: bool,
+    go_backwards: bool = False,
+    mask: np.ndarray | None = None,
+    initial_states: tuple[np.ndarray, ...] | None = None,
+    zero_output_for_mask: bool = False,
+    record: bool = False,
+) -> SequenceResult:
     """Run `cell` over x (batch, time, features) the way Keras' RNN layer does at inference.
 
     go_backwards processes time in reverse and returns outputs in processing order. At a step
@@ -68,8 +78,7 @@ def run_sequence(cell: Cell, x: np.ndarray, *, return_sequences: bool, go_backwa
     time = x.shape[1]
     x_steps = cell.prepare(x)  # (time, features, batch), or (time, batch, ...) when not batch_last
     inside, outside = (_batch_last, _batch_first) if cell.batch_last else (_same, _same)
-    states = (tuple(inside(s) for s in initial_states) if initial_states is not None
-              else cell.zero_states(x_steps))
+    states = tuple(inside(s) for s in initial_states) if initial_states is not None else cell.zero_states(x_steps)
     order = range(time - 1, -1, -1) if go_backwards else range(time)
     output = np.zeros_like(states[0])  # (units, batch), or (batch, rows, cols, filters) for ConvLSTM2D
     outputs = np.empty((time, *output.shape), dtype=output.dtype) if return_sequences else None  # (time, ...)
@@ -121,7 +130,7 @@ class ProjectedSteps:
     def __getitem__(self, t: int) -> np.ndarray:
         if self.block is None or not self.start <= t < self.start + self.STEPS_PER_BLOCK:
             self.start = t - t % self.STEPS_PER_BLOCK
-            self.block = self.project(self.x[:, self.start:self.start + self.STEPS_PER_BLOCK])
+            self.block = self.project(self.x[:, self.start : self.start + self.STEPS_PER_BLOCK])
         return self.block[t - self.start]  # (k*units, batch)
 
 
@@ -153,9 +162,9 @@ class GateLayout:
     def arrange(self, array: np.ndarray) -> np.ndarray:
         """A copy of Keras weights (..., k*units) with gate blocks in storage order, sigmoid blocks halved."""
         u = self.units
-        out = np.concatenate([array[..., g * u:(g + 1) * u] for g in self.order], axis=-1)  # (..., k*units)
+        out = np.concatenate([array[..., g * u : (g + 1) * u] for g in self.order], axis=-1)  # (..., k*units)
         if self.half_tanh:
-            out[..., :self.sigmoid_gates * u] *= 0.5
+            out[..., : self.sigmoid_gates * u] *= 0.5
         return out
 
     def activate(self, gates: np.ndarray, tanh_done: bool = False) -> None:
@@ -171,8 +180,9 @@ class GateLayout:
             gates[...] = self.recurrent_activation(gates)
 
 
-def joint_weights(layout: GateLayout | None, kernel: np.ndarray, recurrent_kernel: np.ndarray,
-                  bias: np.ndarray | None) -> np.ndarray:
+def joint_weights(
+    layout: GateLayout | None, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None
+) -> np.ndarray:
     """[kernel; bias; recurrent_kernel]^T in storage order: (k*units, features + 1 + units)."""
     bias = bias if bias is not None else np.zeros(kernel.shape[-1], dtype=kernel.dtype)
     stacked = np.concatenate([kernel, bias[None], recurrent_kernel])  # (features + 1 + units, k*units)
@@ -185,12 +195,13 @@ def joint_product(weights: np.ndarray, x_t: np.ndarray, h_tm1: np.ndarray) -> np
     xh = np.empty((weights.shape[1], x_t.shape[1]), dtype=weights.dtype)  # (features + 1 + units, batch)
     xh[:features] = x_t
     xh[features] = 1
-    xh[features + 1:] = h_tm1
+    xh[features + 1 :] = h_tm1
     return weights @ xh  # (k*units, batch)
 
 
-def lstm_update(z: np.ndarray, c_tm1: np.ndarray, layout: GateLayout, activation: Activation,
-                tanh_everywhere: bool, block) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def lstm_update(
+    z: np.ndarray, c_tm1: np.ndarray, layout: GateLayout, activation: Activation, tanh_everywhere: bool, block
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """c = f*c_tm1 + i*act(c~), h = o*act(c) from pre-activations z, gates i, f, o, c~ (`block(z, k)`
     is the k-th); z is activated in place."""
     if tanh_everywhere:
@@ -213,8 +224,14 @@ class LSTMCell:
     state_count = 2
     batch_last = True
 
-    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
-                 activation: Activation, recurrent_activation: Activation):
+    def __init__(
+        self,
+        kernel: np.ndarray,
+        recurrent_kernel: np.ndarray,
+        bias: np.ndarray | None,
+        activation: Activation,
+        recurrent_activation: Activation,
+    ):
         self.units = recurrent_kernel.shape[0]
         self.input_width = kernel.shape[0]
         self.layout = GateLayout(self.units, (0, 1, 3, 2), 3, recurrent_activation)
@@ -231,10 +248,11 @@ class LSTMCell:
 
     def block(self, z: np.ndarray, k: int | slice) -> np.ndarray:
         u = self.units
-        return z[k * u:(k + 1) * u] if isinstance(k, int) else z[k.start * u:k.stop * u]
+        return z[k * u : (k + 1) * u] if isinstance(k, int) else z[k.start * u : k.stop * u]
 
-    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    def step(
+        self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
         h_tm1, c_tm1 = states  # (units, batch) each
         z = joint_product(self.weights, x_t, h_tm1)  # (4*units, batch), rows i, f, o, c~
         h, c, gates = lstm_update(z, c_tm1, self.layout, self.activation, self.tanh_everywhere, self.block)
@@ -252,8 +270,15 @@ class GRUCell:
     state_count = 1
     batch_last = True
 
-    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
-                 activation: Activation, recurrent_activation: Activation, reset_after: bool):
+    def __init__(
+        self,
+        kernel: np.ndarray,
+        recurrent_kernel: np.ndarray,
+        bias: np.ndarray | None,
+        activation: Activation,
+        recurrent_activation: Activation,
+        reset_after: bool,
+    ):
         self.units = u = recurrent_kernel.shape[0]
         self.input_width = kernel.shape[0]
         self.layout = GateLayout(u, (0, 1, 2), 2, recurrent_activation)
@@ -261,7 +286,7 @@ class GRUCell:
         recurrent_t = np.ascontiguousarray(self.layout.arrange(recurrent_kernel).T)  # (3*units, units)
         self.reset_after = reset_after
         self.recurrent_t = recurrent_t
-        self.recurrent_zr_t, self.recurrent_h_t = recurrent_t[:2 * u], recurrent_t[2 * u:]  # (2u, u), (u, u)
+        self.recurrent_zr_t, self.recurrent_h_t = recurrent_t[: 2 * u], recurrent_t[2 * u :]  # (2u, u), (u, u)
         bias = self.layout.arrange(bias) if bias is not None else None
         if bias is not None and reset_after:
             self.input_bias, self.recurrent_bias = bias[0][:, None], bias[1][:, None]  # (3*units, 1) each
@@ -284,26 +309,27 @@ class GRUCell:
     def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
         return (np.zeros((self.units, x_steps.shape[-1]), dtype=self.kernel_t.dtype),)  # (units, batch)
 
-    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    def step(
+        self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
         (h_tm1,) = states  # (units, batch)
         u = self.units
         if self.reset_after:
             inner = self.recurrent_t @ h_tm1  # (3*units, batch)
             if self.recurrent_bias is not None:
                 inner += self.recurrent_bias
-            zr = inner[:2 * u]  # (2*units, batch)
+            zr = inner[: 2 * u]  # (2*units, batch)
         else:
             zr = self.recurrent_zr_t @ h_tm1  # (2*units, batch)
-        zr += x_t[:2 * u]
+        zr += x_t[: 2 * u]
         self.layout.activate(zr)
         z, r = zr[:u], zr[u:]  # (units, batch) each
         if self.reset_after:
-            candidate = inner[2 * u:]  # (units, batch): h_tm1 @ U_h + b_rec_h
+            candidate = inner[2 * u :]  # (units, batch): h_tm1 @ U_h + b_rec_h
             candidate *= r
         else:
             candidate = self.recurrent_h_t @ (r * h_tm1)  # (units, batch)
-        candidate += x_t[2 * u:]
+        candidate += x_t[2 * u :]
         h_hat = activate_in_place(self.activation, candidate)  # (units, batch)
         h = z * h_tm1  # (units, batch)
         h += (1 - z) * h_hat
@@ -316,8 +342,9 @@ class SimpleRNNCell:
     state_count = 1
     batch_last = True
 
-    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
-                 activation: Activation):
+    def __init__(
+        self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None, activation: Activation
+    ):
         self.units = recurrent_kernel.shape[0]
         self.input_width = kernel.shape[0]
         self.weights = joint_weights(None, kernel, recurrent_kernel, bias)
@@ -326,8 +353,9 @@ class SimpleRNNCell:
     prepare = LSTMCell.prepare
     zero_states = LSTMCell.zero_states
 
-    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    def step(
+        self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
         (h_tm1,) = states  # (units, batch)
         h = self.activation(joint_product(self.weights, x_t, h_tm1))  # (units, batch)
         return h, (h,), {"h": h}
@@ -341,9 +369,18 @@ class ConvLSTM2DCell:
     state_count = 2
     batch_last = False
 
-    def __init__(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
-                 activation: Activation, recurrent_activation: Activation, convolve, strides: tuple[int, int],
-                 dilation: tuple[int, int], padding: str):
+    def __init__(
+        self,
+        kernel: np.ndarray,
+        recurrent_kernel: np.ndarray,
+        bias: np.ndarray | None,
+        activation: Activation,
+        recurrent_activation: Activation,
+        convolve,
+        strides: tuple[int, int],
+        dilation: tuple[int, int],
+        padding: str,
+    ):
         self.units = recurrent_kernel.shape[-2]  # filters
         self.input_width = kernel.shape[-2]  # channels
         self.layout = GateLayout(self.units, (0, 1, 3, 2), 3, recurrent_activation)
@@ -368,10 +405,11 @@ class ConvLSTM2DCell:
 
     def block(self, z: np.ndarray, k: int | slice) -> np.ndarray:
         u = self.units
-        return z[..., k * u:(k + 1) * u] if isinstance(k, int) else z[..., k.start * u:k.stop * u]
+        return z[..., k * u : (k + 1) * u] if isinstance(k, int) else z[..., k.start * u : k.stop * u]
 
-    def step(self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
-             ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    def step(
+        self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
         h_tm1, c_tm1 = states  # (batch, rows', cols', filters) each
         z = self.convolve(h_tm1, self.recurrent_kernel, (1, 1), (1, 1), "same")  # (batch, rows', cols', 4f)
         z += x_t

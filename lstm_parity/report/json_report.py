@@ -1,4 +1,5 @@
 """The check report as JSON; the schema is `check_report.schema.json` beside this file (and README)."""
+
 from __future__ import annotations
 
 import json
@@ -23,16 +24,26 @@ def comparison_to_dict(comparison: ComparisonResult) -> dict[str, Any]:
     return {
         "against": comparison.against,
         "passed": comparison.passed,
-        "tolerance": {"atol": comparison.atol, "rtol": comparison.rtol, "rule": comparison.rule,
-                      "nan_rule": NAN_RULE},
-        "outputs": [{
-            "name": out.name, "shape": list(out.shape), "passed": out.passed, "atol": out.atol, "rtol": out.rtol,
-            "max_abs_diff": _finite(out.max_abs_diff), "max_rel_diff": _finite(out.max_rel_diff),
-            "mean_abs_diff": _finite(out.mean_abs_diff), "worst_index": list(out.worst_index),
-            "other_at_worst": _finite(out.other_at_worst), "reference_at_worst": _finite(out.reference_at_worst),
-            "min_atol_to_pass": _finite(out.min_atol_to_pass), "nan_mismatches": out.nan_mismatches,
-            "shape_mismatch": out.shape_mismatch or None,
-        } for out in comparison.outputs],
+        "tolerance": {"atol": comparison.atol, "rtol": comparison.rtol, "rule": comparison.rule, "nan_rule": NAN_RULE},
+        "outputs": [
+            {
+                "name": out.name,
+                "shape": list(out.shape),
+                "passed": out.passed,
+                "atol": out.atol,
+                "rtol": out.rtol,
+                "max_abs_diff": _finite(out.max_abs_diff),
+                "max_rel_diff": _finite(out.max_rel_diff),
+                "mean_abs_diff": _finite(out.mean_abs_diff),
+                "worst_index": list(out.worst_index),
+                "other_at_worst": _finite(out.other_at_worst),
+                "reference_at_worst": _finite(out.reference_at_worst),
+                "min_atol_to_pass": _finite(out.min_atol_to_pass),
+                "nan_mismatches": out.nan_mismatches,
+                "shape_mismatch": out.shape_mismatch or None,
+            }
+            for out in comparison.outputs
+        ],
     }
 
 
@@ -42,22 +53,38 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
     return {
         "schema_version": CHECK_SCHEMA_VERSION,
         "tool": {"name": "lstm-parity", "version": __version__},
-        "model": {"path": spec.source, "sha256": spec.sha256, "format": spec.file_format,
-                  "model_class": spec.model_class, "saved_by_keras": spec.keras_version,
-                  "inputs": spec.input_names, "outputs": spec.output_names},
+        "model": {
+            "path": spec.source,
+            "sha256": spec.sha256,
+            "format": spec.file_format,
+            "model_class": spec.model_class,
+            "saved_by_keras": spec.keras_version,
+            "inputs": spec.input_names,
+            "outputs": spec.output_names,
+        },
         "keras": {"package": report.keras_package, "version": report.keras_version} if report.keras_package else None,
-        "reference": {"dtype": report.reference_dtype, "semantics": report.semantics,
-                      "semantics_source": "forced" if report.semantics_forced else "file"},
+        "reference": {
+            "dtype": report.reference_dtype,
+            "semantics": report.semantics,
+            "semantics_source": "forced" if report.semantics_forced else "file",
+        },
         "input_shapes": [list(shape) for shape in report.input_shapes],
         "notes": list(report.notes),
-        "weights": None if weights is None else {
-            "identical": weights.identical, "arrays": weights.arrays, "values": weights.values,
-            "mismatches": list(weights.mismatches)},
+        "weights": None
+        if weights is None
+        else {
+            "identical": weights.identical,
+            "arrays": weights.arrays,
+            "values": weights.values,
+            "mismatches": list(weights.mismatches),
+        },
         "comparisons": [comparison_to_dict(c) for c in report.comparisons],
-        "layerwise": None if report.layerwise is None else [
-            {**row, "max_abs_diff": _finite(row["max_abs_diff"])} for row in report.layerwise],
-        "trace_divergence": None if report.trace_divergence is None else {
-            **report.trace_divergence, "max_abs_diff": _finite(report.trace_divergence["max_abs_diff"])},
+        "layerwise": None
+        if report.layerwise is None
+        else [{**row, "max_abs_diff": _finite(row["max_abs_diff"])} for row in report.layerwise],
+        "trace_divergence": None
+        if report.trace_divergence is None
+        else {**report.trace_divergence, "max_abs_diff": _finite(report.trace_divergence["max_abs_diff"])},
         "passed": report.passed,
         "exit_code": exit_code,
     }

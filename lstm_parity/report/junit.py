@@ -1,5 +1,6 @@
 """JUnit XML for CI systems: one testcase per model and output (and per comparison side); a failure
 carries the numbers, a model that could not be checked is an <error> with its one-line message."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -37,7 +38,8 @@ def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]],
                         f"max abs diff {num(out.max_abs_diff)} at {out.worst_index} (reference "
                         f"{out.reference_at_worst:.7g}, {comparison.against} {out.other_at_worst:.7g}); max rel "
                         f"{num(out.max_rel_diff)}; needs atol >= {num(out.min_atol_to_pass)} with rtol {out.rtol:g}; "
-                        f"allowed atol {out.atol:g}")
+                        f"allowed atol {out.atol:g}"
+                    )
                     ET.SubElement(case, "failure", message=detail).text = detail
         if not report.comparisons:
             ET.SubElement(cases, "testcase", classname=name, name="reference ran")

@@ -1,6 +1,7 @@
 """The check report for a person at a terminal: a rich table with PASS/FAIL colours.
 
 Used only when stdout is a terminal and NO_COLOR is unset; the plain-text view says the same."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """check-all: running the jobs (in parallel processes) and the summary table / JSON of their results."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,14 @@ from ..check_all import Job, run_job
 from .json_report import check_to_dict
 from .text import num
 
-RESULT = {0: "PASS", 1: "FAIL", 2: "ERROR (bad input)", 3: "ERROR (unsupported)", 4: "ERROR (keras side)",
-          5: "ERROR (internal)"}
+RESULT = {
+    0: "PASS",
+    1: "FAIL",
+    2: "ERROR (bad input)",
+    3: "ERROR (unsupported)",
+    4: "ERROR (keras side)",
+    5: "ERROR (internal)",
+}
 
 
 def run_all(jobs: list[Job], workers: int, show_progress: bool = False) -> list[tuple[str, Any, int, str | None]]:
@@ -21,6 +28,7 @@ def run_all(jobs: list[Job], workers: int, show_progress: bool = False) -> list[
     progress = None
     if show_progress:
         from rich.progress import Progress
+
         progress = Progress(transient=True)
         task = progress.add_task("checking models", total=len(jobs))
         progress.start()
@@ -56,28 +64,68 @@ def render_summary(results: list[tuple[str, Any, int, str | None]], code: int, q
     passed = sum(r[2] == 0 for r in results)
     failed = sum(r[2] == 1 for r in results)
     errors = len(results) - passed - failed
-    verdict = (f"{'PASS' if code == 0 else 'FAIL'}: {passed}/{len(results)} models passed, {failed} failed, "
-               f"{errors} could not be checked (exit {code})")
+    verdict = (
+        f"{'PASS' if code == 0 else 'FAIL'}: {passed}/{len(results)} models passed, {failed} failed, "
+        f"{errors} could not be checked (exit {code})"
+    )
     if quiet:
         return verdict + "\n"
     rows = [("model", "result", "max abs diff", "detail")]
     for name, report, exit_code, error in results:
-        detail = error or ("" if report is None else "; ".join(
-            f"{o.name} vs {c.against}: needs atol {num(o.min_atol_to_pass)}"
-            for c in report.comparisons for o in c.outputs if not o.passed))
-        rows.append((name, RESULT.get(exit_code, f"exit {exit_code}"),
-                     _worst_diff(report) if report is not None else "-", detail))
+        detail = error or (
+            ""
+            if report is None
+            else "; ".join(
+                f"{o.name} vs {c.against}: needs atol {num(o.min_atol_to_pass)}"
+                for c in report.comparisons
+                for o in c.outputs
+                if not o.passed
+            )
+        )
+        rows.append(
+            (
+                name,
+                RESULT.get(exit_code, f"exit {exit_code}"),
+                _worst_diff(report) if report is not None else "-",
+                detail,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines + ["", verdict]) + "\n"
 
 
 def summary_json(results: list[tuple[str, Any, int, str | None]], code: int) -> str:
-    models = [{"name": name, "path": report.spec.source if report is not None else name, "exit_code": exit_code,
-               "error": error, "report": check_to_dict(report, exit_code) if report is not None else None}
-              for name, report, exit_code, error in results]
-    summary = {"total": len(results), "passed": sum(r[2] == 0 for r in results),
-               "failed": sum(r[2] == 1 for r in results), "errors": sum(r[2] > 1 for r in results)}
-    return json.dumps({"schema_version": 1, "tool": {"name": "lstm-parity", "version": __version__},
-                       "models": models, "summary": summary, "exit_code": code}, indent=2, allow_nan=False) + "\n"
+    models = [
+        {
+            "name": name,
+            "path": report.spec.source if report is not None else name,
+            "exit_code": exit_code,
+            "error": error,
+            "report": check_to_dict(report, exit_code) if report is not None else None,
+        }
+        for name, report, exit_code, error in results
+    ]
+    summary = {
+        "total": len(results),
+        "passed": sum(r[2] == 0 for r in results),
+        "failed": sum(r[2] == 1 for r in results),
+        "errors": sum(r[2] > 1 for r in results),
+    }
+    return (
+        json.dumps(
+            {
+                "schema_version": 1,
+                "tool": {"name": "lstm-parity", "version": __version__},
+                "models": models,
+                "summary": summary,
+                "exit_code": code,
+            },
+            indent=2,
+            allow_nan=False,
+        )
+        + "\n"
+    )

@@ -1,4 +1,5 @@
 """Plain-text rendering of a CheckReport for a CI log or a pipe (no colour, fixed columns)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,28 +17,68 @@ def semantics_line(report: CheckReport) -> str:
     return f"NumPy {report.reference_dtype}, {report.semantics} semantics ({why})"
 
 
-HEADER = ("output", "vs", "shape", "max abs", "max rel", "mean abs", "worst at", "other", "reference", "atol",
-          "min atol", "result")
+HEADER = (
+    "output",
+    "vs",
+    "shape",
+    "max abs",
+    "max rel",
+    "mean abs",
+    "worst at",
+    "other",
+    "reference",
+    "atol",
+    "min atol",
+    "result",
+)
 
 
 def output_row(comparison: ComparisonResult, out: OutputComparison) -> tuple[str, ...]:
     if out.shape_mismatch:
-        return (out.name, comparison.against, str(out.shape), "-", "-", "-", "-", "-", "-", f"{out.atol:g}", "-",
-                "FAIL (shape)")
-    return (out.name, comparison.against, str(out.shape), num(out.max_abs_diff), num(out.max_rel_diff),
-            num(out.mean_abs_diff), str(out.worst_index), f"{out.other_at_worst:.7g}",
-            f"{out.reference_at_worst:.7g}", f"{out.atol:g}", num(out.min_atol_to_pass),
-            "PASS" if out.passed else "FAIL")
+        return (
+            out.name,
+            comparison.against,
+            str(out.shape),
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"{out.atol:g}",
+            "-",
+            "FAIL (shape)",
+        )
+    return (
+        out.name,
+        comparison.against,
+        str(out.shape),
+        num(out.max_abs_diff),
+        num(out.max_rel_diff),
+        num(out.mean_abs_diff),
+        str(out.worst_index),
+        f"{out.other_at_worst:.7g}",
+        f"{out.reference_at_worst:.7g}",
+        f"{out.atol:g}",
+        num(out.min_atol_to_pass),
+        "PASS" if out.passed else "FAIL",
+    )
 
 
 def header_lines(report: CheckReport) -> list[tuple[str, str]]:
     """(label, text) pairs describing provenance, weights and rule; shared by the text and rich views."""
     spec = report.spec
-    keras_side = (f"{report.keras_package} {report.keras_version}, model.predict (compile=False)"
-                  if report.keras_package else "not run (--no-keras)")
+    keras_side = (
+        f"{report.keras_package} {report.keras_version}, model.predict (compile=False)"
+        if report.keras_package
+        else "not run (--no-keras)"
+    )
     pairs = [
-        ("saved by", f"Keras {spec.keras_version or '(unknown)'} ({spec.file_format}, {spec.model_class}, "
-                     f"{len(spec.layers)} layers)"),
+        (
+            "saved by",
+            f"Keras {spec.keras_version or '(unknown)'} ({spec.file_format}, {spec.model_class}, "
+            f"{len(spec.layers)} layers)",
+        ),
         ("keras side", keras_side),
         ("reference", semantics_line(report)),
         ("input", ", ".join(str(shape) for shape in report.input_shapes)),
@@ -45,13 +86,22 @@ def header_lines(report: CheckReport) -> list[tuple[str, str]]:
     pairs += [("note", note) for note in report.notes]
     weights = report.weights
     if weights is not None:
-        pairs.append(("weights", f"bit-identical to model.get_weights(): {weights.arrays} arrays, "
-                                 f"{weights.values} values" if weights.identical
-                      else "DIFFER from model.get_weights(): " + "; ".join(weights.mismatches[:5])))
+        pairs.append(
+            (
+                "weights",
+                f"bit-identical to model.get_weights(): {weights.arrays} arrays, {weights.values} values"
+                if weights.identical
+                else "DIFFER from model.get_weights(): " + "; ".join(weights.mismatches[:5]),
+            )
+        )
     if report.comparisons:
         first = report.comparisons[0]
-        pairs.append(("rule", f"{first.rule}  (atol={first.atol:g}, rtol={first.rtol:g}; per-output "
-                              f"overrides in the atol column)"))
+        pairs.append(
+            (
+                "rule",
+                f"{first.rule}  (atol={first.atol:g}, rtol={first.rtol:g}; per-output overrides in the atol column)",
+            )
+        )
         pairs.append(("nan", NAN_RULE))
     return pairs
 
@@ -91,8 +141,9 @@ def render_check(report: CheckReport) -> str:
                 if out.shape_mismatch:
                     lines.append(f"  {out.name} vs {comparison.against}: shapes differ: {out.shape_mismatch}")
                 if out.nan_mismatches:
-                    lines.append(f"  {out.name} vs {comparison.against}: {out.nan_mismatches} NaN values on one "
-                                 f"side only")
+                    lines.append(
+                        f"  {out.name} vs {comparison.against}: {out.nan_mismatches} NaN values on one side only"
+                    )
     lines += layer_lines(report)
     lines += ["", verdict(report)]
     return "\n".join(lines) + "\n"
@@ -106,17 +157,26 @@ def layer_lines(report: CheckReport) -> list[str]:
         lines.append("  layerwise (reference vs Keras, each layer's output):")
         for row in report.layerwise:
             where = f", first timestep {row['first_timestep']}" if row["first_timestep"] is not None else ""
-            lines.append(f"    {row['layer']}[{row['output']}] {tuple(row['shape'])}: max abs "
-                         f"{num(row['max_abs_diff'])} {'ok' if row['passed'] else 'EXCEEDS'}{where}")
+            lines.append(
+                f"    {row['layer']}[{row['output']}] {tuple(row['shape'])}: max abs "
+                f"{num(row['max_abs_diff'])} {'ok' if row['passed'] else 'EXCEEDS'}{where}"
+            )
         first = report.first_layer_divergence
-        lines.append(f"  first divergence: layer {first['layer']} output {first['output']}"
-                     + (f", timestep {first['first_timestep']}" if first["first_timestep"] is not None else "")
-                     + f": max abs diff {num(first['max_abs_diff'])}" if first else
-                     "  every layer within tolerance")
+        lines.append(
+            f"  first divergence: layer {first['layer']} output {first['output']}"
+            + (f", timestep {first['first_timestep']}" if first["first_timestep"] is not None else "")
+            + f": max abs diff {num(first['max_abs_diff'])}"
+            if first
+            else "  every layer within tolerance"
+        )
     if report.trace_compared:
         d = report.trace_divergence
         lines.append("")
-        lines.append(f"  expected trace: layer {d['layer']}, " + (f"timestep {d['timestep']}, " if d["timestep"] is not
-                     None else "") + f"gate {d['gate']}: max abs diff {num(d['max_abs_diff'])} (first divergence)"
-                     if d else "  expected trace: every layer, timestep and gate within tolerance")
+        lines.append(
+            f"  expected trace: layer {d['layer']}, "
+            + (f"timestep {d['timestep']}, " if d["timestep"] is not None else "")
+            + f"gate {d['gate']}: max abs diff {num(d['max_abs_diff'])} (first divergence)"
+            if d
+            else "  expected trace: every layer, timestep and gate within tolerance"
+        )
     return lines
