@@ -20,8 +20,9 @@ demo: install
 	$(BIN)/lstm-parity check sample_models/tutorial.keras sample_models/tutorial.input.npy
 	$(BIN)/lstm-parity check sample_models/tutorial_keras2.h5 sample_models/tutorial_keras2.input.npy
 
+# Lint first, so a regression in style or types fails the suite (and CI) before any test runs.
 # pytest exits 5 when it collects no test: for this suite that means breakage, so fail loudly.
-test: install
+test: lint
 	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -33,8 +34,11 @@ bench: install
 sample-models: install
 	$(BIN)/python sample_models/make_sample_models.py
 
+# ruff (rules and line length in pyproject.toml) over everything Python; mypy over the package.
 lint: install
-	$(BIN)/python -m compileall -q lstm_parity tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -27,7 +27,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases import ROOT, build_cases, recurrent_flops  # noqa: E402
+from cases import ROOT, build_cases, recurrent_flops
 
 TARGETS = {"f32_speedup_vs_keras": 1.3, "f32_vs_matmul_floor": 1.5, "f64_vs_keras": 2.0, "startup_s": 0.3}
 
@@ -68,7 +68,7 @@ def bench_model(case, rates: dict[str, float]) -> dict:
     }
     for name, dtype in (("f32", np.float32), ("f64", np.float64)):
         out = forward(spec, [case.x], dtype=dtype).outputs[0]
-        seconds = median_time(lambda: forward(spec, [case.x], dtype=dtype), case.reps)
+        seconds = median_time(lambda dtype=dtype: forward(spec, [case.x], dtype=dtype), case.reps)
         gflops = row["gflop"] / seconds
         row.update(
             {

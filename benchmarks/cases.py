@@ -32,7 +32,10 @@ def build_cases(folder: Path, scale: float = 1.0) -> list[Case]:
     import keras
 
     rng = np.random.default_rng(0)
-    n = lambda count: max(1, int(count * scale))  # noqa: E731
+
+    def n(count: int) -> int:
+        return max(1, int(count * scale))
+
     tutorial = ROOT / "sample_models" / "tutorial.keras"
     cases = [
         Case("tutorial b=1", tutorial, rng.uniform(-1, 1, (1, 4, 3)).astype(np.float32), 1, 20),

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .spec import ModelSpec
 
 
-def load(path: str) -> "ModelSpec":
+def load(path: str) -> ModelSpec:
     """Read a saved model (.h5, .keras or an lstm-parity dump) into a ModelSpec without TensorFlow.
 
     Raises BadInputError (unreadable) or UnsupportedError (structure not handled).
@@ -34,7 +34,7 @@ def load(path: str) -> "ModelSpec":
 
 
 def predict(
-    spec: "ModelSpec", inputs: list[np.ndarray], *, dtype: Any = np.float64, semantics: str | None = None
+    spec: ModelSpec, inputs: list[np.ndarray], *, dtype: Any = np.float64, semantics: str | None = None
 ) -> list[np.ndarray]:
     """Run the NumPy reference: one batch-first array per model input -> one array per output."""
     from .reference.forward import forward
@@ -44,35 +44,35 @@ def predict(
 
 def compare(
     names: list[str], reference: list[np.ndarray], other: list[np.ndarray], atol: float = 1e-5, rtol: float = 1e-5
-) -> "ComparisonResult":
+) -> ComparisonResult:
     """Compare outputs elementwise under |other - reference| <= atol + rtol*|reference|."""
     from .compare import Tolerance, compare_outputs
 
     return compare_outputs(names, reference, other, Tolerance(atol, rtol))
 
 
-def trace(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> dict[str, np.ndarray]:
+def trace(spec: ModelSpec, inputs: list[np.ndarray], **options: Any) -> dict[str, np.ndarray]:
     """Gate values per timestep and every layer's output for one sample (see lstm_parity.trace)."""
     from .trace import trace as run_trace
 
     return run_trace(spec, inputs, **options)
 
 
-def check(spec: "ModelSpec", inputs: list[np.ndarray], **options: Any) -> "CheckReport":
+def check(spec: ModelSpec, inputs: list[np.ndarray], **options: Any) -> CheckReport:
     """Reference vs Keras `model.predict` on the same inputs (imports Keras); see check.run_check."""
     from .check import run_check
 
     return run_check(spec, inputs, **options)
 
 
-def predict_file(spec: "ModelSpec", input_path: str, output_path: str, **options: Any) -> None:
+def predict_file(spec: ModelSpec, input_path: str, output_path: str, **options: Any) -> None:
     """The reference on an input file of any size, written to `output_path` (see streaming.stream_predict)."""
     from .streaming import stream_predict
 
     stream_predict(spec, input_path, output_path, show_progress=False, **options)
 
 
-def check_file(spec: "ModelSpec", input_path: str, **options: Any) -> "CheckReport":
+def check_file(spec: ModelSpec, input_path: str, **options: Any) -> CheckReport:
     """Reference vs Keras on an input file of any size, chunk by chunk (see streaming.stream_check)."""
     from .streaming import stream_check
 

@@ -16,7 +16,6 @@ from .atomicio import atomic_write
 from .errors import BadInputError
 from .spec import ModelSpec
 
-
 MAX_RATIO = 1000  # an .npz member expanding more than this (and past 64 MiB) is refused as a zip bomb
 
 
@@ -100,7 +99,7 @@ def prepare_inputs(spec: ModelSpec, loaded: dict[str, np.ndarray] | np.ndarray, 
     selected = select_inputs(spec, loaded, source)
     prepared = [check_layout(np.asarray(a), shape, where, tokens) for a, shape, where, tokens in selected]
     check_batches(spec, prepared, source)
-    for array, (_, _, where, _) in zip(prepared, selected):
+    for array, (_, _, where, _) in zip(prepared, selected, strict=True):
         check_values(array, where)
     return prepared
 
@@ -130,7 +129,7 @@ def select_inputs(spec: ModelSpec, loaded, source: str) -> list[tuple]:
         arrays = [loaded]
     return [
         (array, shape, f"{source}: input {name!r}", tokens)
-        for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs())
+        for name, array, shape, tokens in zip(names, arrays, spec.input_shapes, spec.token_inputs(), strict=True)
     ]
 
 
@@ -162,7 +161,7 @@ def check_layout(array, shape: tuple[int | None, ...], where: str, tokens: bool)
         array = np.asarray(array)[None]  # one sample without its batch axis
     if array.ndim != len(shape):
         raise BadInputError(f"{where}: has shape {array.shape}, expected {expected}")
-    for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:]), start=1):
+    for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:], strict=True), start=1):
         if want is not None and want != got:
             raise BadInputError(f"{where}: has shape {array.shape}, expected {expected} (axis {axis} must be {want})")
     if array.shape[0] == 0:
@@ -200,7 +199,7 @@ def write_arrays(path: str, arrays: list[np.ndarray], names: list[str], prefix: 
         np.save(buffer, arrays[0], allow_pickle=False)
     else:
         keyed = {f"{prefix}{i}": out for i, out in enumerate(arrays)}
-        keyed.update({name: out for name, out in zip(names, arrays) if name not in keyed})
-        np.savez(buffer, **keyed)
+        keyed.update({name: out for name, out in zip(names, arrays, strict=True) if name not in keyed})
+        np.savez(buffer, allow_pickle=False, **keyed)
     with atomic_write(os.fspath(path)) as handle:
         handle.write(buffer.getvalue())

@@ -5,7 +5,7 @@ Library entry point behind `lstm-parity check`; the CLI only renders the CheckRe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -79,7 +79,7 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
         if len(theirs) != len(layer.weights):
             mismatches.append(f"{layer.name}: {len(layer.weights)} arrays read, Keras holds {len(theirs)}")
             continue
-        for name, ours, keras_array in zip(layer.weight_names, layer.weights, theirs):
+        for name, ours, keras_array in zip(layer.weight_names, layer.weights, theirs, strict=True):
             arrays += 1
             values += ours.size
             if (
@@ -149,12 +149,16 @@ def run_check(
         trace_divergence = first_divergence(
             ours, port, tolerance.atol, tolerance.rtol, [layer.name for layer in spec.layers]
         )
-    common = dict(
+    alone = CheckReport(  # the reference alone; the Keras side fills in the rest
         spec=spec,
         semantics=chosen,
         semantics_forced=semantics is not None,
+        keras_package="",
+        keras_version="",
         reference_dtype=str(np.dtype(dtype)),
         input_shapes=tuple(x.shape for x in inputs),
+        weights=None,
+        comparison=None,
         reference_outputs=tuple(reference),
         expected=against_expected,
         trace_divergence=trace_divergence,
@@ -163,9 +167,7 @@ def run_check(
     if not keras:
         if against_expected is None:
             notes.append("Keras not run (--no-keras): nothing compared")
-        return CheckReport(
-            keras_package="", keras_version="", weights=None, comparison=None, notes=tuple(notes), **common
-        )
+        return replace(alone, notes=tuple(notes))
     refuse_keras_on_dump(spec)
     from .keras_runner import run_keras  # the only TensorFlow import, done late
 
@@ -190,7 +192,8 @@ def run_check(
             notes.append("--layerwise computes stateful models in one pass (states are not carried)")
             recorded = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True)
         rows = tuple(layerwise_rows(spec, recorded.layer_outputs, run.layer_outputs or {}, tolerance))
-    return CheckReport(
+    return replace(
+        alone,
         keras_package=run.package,
         keras_version=run.version,
         weights=check_weights(spec, run.layer_weights),
@@ -198,7 +201,6 @@ def run_check(
         notes=tuple(notes),
         keras_outputs=tuple(run.outputs),
         layerwise=rows,
-        **common,
     )
 
 
@@ -232,7 +234,7 @@ def layerwise_rows(
     for layer in spec.layers:
         if layer.name not in ours or layer.name not in theirs:
             continue
-        for index, (a, b) in enumerate(zip(ours[layer.name], theirs[layer.name])):
+        for index, (a, b) in enumerate(zip(ours[layer.name], theirs[layer.name], strict=True)):
             b = np.asarray(b, dtype=np.float64)
             if a.shape != b.shape:
                 rows.append(

@@ -14,9 +14,10 @@ checked in parallel processes; one failing model never hides the others; the exi
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
+
+import tomllib
 
 from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, BadInputError, LstmParityError
 
@@ -95,8 +96,7 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
             str(options.get("range", "-1,1")),
         )
         expected = load_expected(spec, options["expected"]) if options.get("expected") else None
-        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)]  # noqa: E731
-        tolerance = parse_tolerance(as_list(options.get("atol", "1e-5")), as_list(options.get("rtol", "1e-5")))
+        tolerance = parse_tolerance(_as_list(options.get("atol", "1e-5")), _as_list(options.get("rtol", "1e-5")))
         report = run_check(
             spec,
             inputs,
@@ -112,3 +112,8 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
         return job.name, None, exc.exit_code, exc.message
     except Exception as exc:  # a bug of ours must not hide the other models
         return job.name, None, 5, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _as_list(value: object) -> list[str]:
+    """A TOML tolerance: one value, or a list of OUTPUT=VALUE strings."""
+    return [str(x) for x in value] if isinstance(value, list) else [str(value)]

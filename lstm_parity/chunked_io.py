@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 
@@ -35,12 +35,14 @@ class MappedRows:
         self.shape, self.dtype, self.ndim = shape, dtype, len(shape)
         with open(path, "rb") as handle:
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        order = "F" if fortran else "C"
-        self._array = np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset, order=order)
+        order: Literal["F", "C"] = "F" if fortran else "C"
+        self._array: np.ndarray | None = np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset, order=order)
         self._offset, self._fortran = offset, fortran
         self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        if self._array is None:
+            raise ValueError("MappedRows.read after close()")
         return np.array(self._array[start:stop])  # a copy: the mapped pages can then be dropped
 
     def release(self, start: int, stop: int) -> None:
@@ -111,7 +113,7 @@ def open_rows(path: str) -> dict:
                 shape, fortran, dtype = _check_npy_header(handle, os.fstat(handle.fileno()).st_size, path)
                 offset = handle.tell()
             return {"": MappedRows(path, offset, shape, dtype, fortran)}
-        readers = {}
+        readers: dict[str, MappedRows | StreamedRows] = {}
         archive = zipfile.ZipFile(path)
         for info in archive.infolist():
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
@@ -184,8 +186,8 @@ class ChunkWriter:
                 header = np.lib.format.header_data_from_array_1_0(np.ascontiguousarray(out))
                 header["shape"] = (self.total, *out.shape[1:])
                 np.lib.format.write_array_header_2_0(handle, header)
-        for (_, handle), out in zip(self.parts, outputs):
-            handle.write(np.ascontiguousarray(out).tobytes())
+        for (_, part), out in zip(self.parts, outputs, strict=True):
+            part.write(np.ascontiguousarray(out).tobytes())
         self.written += outputs[0].shape[0]
 
     def finish(self) -> None:
@@ -197,7 +199,7 @@ class ChunkWriter:
             os.replace(self.parts[0][0], self.path)
             return
         keyed = [(f"{self.prefix}{i}", tmp) for i, (tmp, _) in enumerate(self.parts)]
-        keyed += [(name, tmp) for name, (tmp, _) in zip(self.names, self.parts) if name not in dict(keyed)]
+        keyed += [(name, tmp) for name, (tmp, _) in zip(self.names, self.parts, strict=True) if name not in dict(keyed)]
         with (
             atomic_write(self.path) as target,
             zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,

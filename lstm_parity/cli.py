@@ -670,7 +670,7 @@ def trace_command(
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, **values)
+        np.savez(buffer, allow_pickle=False, **values)
         from .atomicio import atomic_write
 
         with atomic_write(output) as handle:

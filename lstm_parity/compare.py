@@ -75,8 +75,10 @@ class OutputAccumulator:
 
     def __init__(self, name: str, atol: float, rtol: float):
         self.name, self.atol, self.rtol = name, atol, rtol
-        self.rows, self.tail = 0, None  # samples seen; shape of one sample
-        self.max_abs, self.worst, self.ref_at, self.got_at = -1.0, (), 0.0, 0.0
+        self.rows = 0  # samples seen
+        self.tail: tuple[int, ...] | None = None  # shape of one sample
+        self.max_abs, self.ref_at, self.got_at = -1.0, 0.0, 0.0
+        self.worst: tuple[int, ...] = ()
         self.max_rel = self.needed = self.sum_abs = 0.0
         self.count = self.nan_mismatches = 0
         self.ok, self.shape_mismatch = True, ""
@@ -174,7 +176,7 @@ def compare_outputs(
     if len(reference) != len(other):
         raise ValueError(f"reference has {len(reference)} outputs, the other side {len(other)}")
     return ComparisonResult(
-        tuple(compare_output(n, r, o, *tolerance.of(n)) for n, r, o in zip(names, reference, other)),
+        tuple(compare_output(n, r, o, *tolerance.of(n)) for n, r, o in zip(names, reference, other, strict=True)),
         tolerance.atol,
         tolerance.rtol,
         against,

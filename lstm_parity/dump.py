@@ -43,15 +43,15 @@ def _gate_views(layer: LayerSpec) -> dict[str, Any]:
         "order": list(gates),
         "columns": {g: [k * units, (k + 1) * units] for k, g in enumerate(gates)},
     }
-    for name, array in zip(layer.weight_names, layer.weights):
+    for name, array in zip(layer.weight_names, layer.weights, strict=True):
         views[name] = {g: array[..., k * units : (k + 1) * units] for k, g in enumerate(gates)}
     return views
 
 
 def _tutorial_block(spec: ModelSpec) -> dict[str, Any] | None:
     """W, U, b, Wout, bout when the model is exactly one LSTM (last output) followed by one Dense."""
-    computing = [l for l in spec.layers if l.class_name not in ("InputLayer", "Dropout")]
-    if [l.class_name for l in computing] != ["LSTM", "Dense"] or len(spec.outputs) != 1:
+    computing = [layer for layer in spec.layers if layer.class_name not in ("InputLayer", "Dropout")]
+    if [layer.class_name for layer in computing] != ["LSTM", "Dense"] or len(spec.outputs) != 1:
         return None
     lstm, dense = computing
     options = math_options(lstm)
@@ -103,7 +103,7 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
                     "values": array,
                 }
                 for name, stored, array in zip(
-                    layer.weight_names, layer.stored_names or [""] * len(layer.weights), layer.weights
+                    layer.weight_names, layer.stored_names or [""] * len(layer.weights), layer.weights, strict=True
                 )
             ],
         }
@@ -121,8 +121,12 @@ def build_dump(spec: ModelSpec) -> dict[str, Any]:
             "semantics": spec.semantics,
             "model_class": spec.model_class,
         },
-        "inputs": [{"name": ref[0], "shape": list(shape)} for ref, shape in zip(spec.inputs, spec.input_shapes)],
-        "outputs": [{"name": name, "tensor": list(ref)} for name, ref in zip(spec.output_names, spec.outputs)],
+        "inputs": [
+            {"name": ref[0], "shape": list(shape)} for ref, shape in zip(spec.inputs, spec.input_shapes, strict=True)
+        ],
+        "outputs": [
+            {"name": name, "tensor": list(ref)} for name, ref in zip(spec.output_names, spec.outputs, strict=True)
+        ],
         "layers": layers,
     }
     tutorial = _tutorial_block(spec)

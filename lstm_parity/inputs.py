@@ -40,20 +40,21 @@ def generate_inputs(spec: ModelSpec, plan: InputPlan) -> list[np.ndarray]:
     rng = np.random.default_rng(plan.seed)
     masking = _masking(spec)
     arrays = []
-    for name, shape in zip(spec.input_names, spec.input_shapes):
+    for name, shape in zip(spec.input_names, spec.input_shapes, strict=True):
         batch = plan.samples
         if shape[0] is not None:
             batch = -(-plan.samples // shape[0]) * shape[0]
         dims = list(shape[1:])
         if dims and dims[0] is None:
             dims[0] = plan.timesteps
-        if any(d is None for d in dims):
+        known = [d for d in dims if d is not None]
+        if len(known) != len(dims):
             raise BadInputError(f"{spec.source}: input {name!r} has unknown dimensions {shape}; pass an INPUT file")
-        embedding = next((l for l in spec.consumers(name) if l.class_name == "Embedding"), None)
+        embedding = next((layer for layer in spec.consumers(name) if layer.class_name == "Embedding"), None)
         if embedding is not None:
-            x = rng.integers(1, int(embedding.config["input_dim"]), size=(batch, *dims)).astype(np.int32)
+            x = rng.integers(1, int(embedding.config["input_dim"]), size=(batch, *known)).astype(np.int32)
         else:
-            x = rng.uniform(plan.low, plan.high, size=(batch, *dims)).astype(np.float32)
+            x = rng.uniform(plan.low, plan.high, size=(batch, *known)).astype(np.float32)
         if masking is not None and x.ndim >= 2 and dims:
             time = x.shape[1]
             lengths = rng.integers(1, time + 1, size=batch)

@@ -26,7 +26,7 @@ def explain_weights(
     if gates is None:
         return []
     lines = []
-    for name, shape in zip(names, shapes):
+    for name, shape in zip(names, shapes, strict=True):
         base = name.removeprefix("forward_").removeprefix("backward_")
         letter = LETTER.get(base)
         if letter is None or not shape:
@@ -51,7 +51,8 @@ def _output_shapes(spec: ModelSpec) -> dict[str, list[tuple[int | None, ...]]]:
     shapes = {}
     for name, outputs in runs[0].items():
         shapes[name] = [
-            tuple(a if a == b else None for a, b in zip(x.shape, y.shape)) for x, y in zip(outputs, runs[1][name])
+            tuple(a if a == b else None for a, b in zip(x.shape, y.shape, strict=True))
+            for x, y in zip(outputs, runs[1][name], strict=True)
         ]
     return shapes
 
@@ -88,7 +89,9 @@ def inspect_model(spec: ModelSpec) -> dict[str, Any]:
                 "output_shapes": [list(s) for s in out],
                 "parameters": int(sum(w.size for w in layer.weights)),
                 "options": {k: v for k, v in math_options(layer).items() if k not in ("layer", "backward_layer")},
-                "weights": [{"name": n, "shape": list(w.shape)} for n, w in zip(layer.weight_names, layer.weights)],
+                "weights": [
+                    {"name": n, "shape": list(w.shape)} for n, w in zip(layer.weight_names, layer.weights, strict=True)
+                ],
                 "explained": _explain(layer),
                 "supported": not problems[layer.name],
                 "problem": problems[layer.name] or None,
@@ -101,7 +104,7 @@ def inspect_model(spec: ModelSpec) -> dict[str, Any]:
         "saved_by_keras": spec.keras_version,
         "semantics": spec.semantics,
         "model_class": spec.model_class,
-        "parameters": sum(l["parameters"] for l in layers),
+        "parameters": sum(each["parameters"] for each in layers),
         "layers": layers,
         "supported": not any(problems.values()),
     }
@@ -143,7 +146,7 @@ def render_inspection(info: dict[str, Any]) -> str:
         f"computed with {info['semantics']} semantics; {info['parameters']} parameters",
         "",
     ]
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
     for layer in info["layers"]:
         if layer["explained"] or layer["problem"] or layer["converted"]:
             lines.append("")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TypeGuard
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class Stream:
         for start in range(0, self.total, self.rows):
             stop = min(self.total, start + self.rows)
             inputs = []
-            for reader, where in zip(self.readers, self.wheres):
+            for reader, where in zip(self.readers, self.wheres, strict=True):
                 part = reader.read(start, stop)
                 check_values(part, where, start)
                 inputs.append(part if part.dtype.kind in "iu" else part.astype(np.float32, copy=False))
@@ -199,15 +200,16 @@ def stream_check(
                         raise KerasSideError(
                             f"{spec.source}: Keras returned {len(theirs)} outputs, the config declares {len(reference)}"
                         )
-                    for acc, ours, other in zip(against_keras, reference, theirs):
+                    for acc, ours, other in zip(against_keras, reference, theirs, strict=True):
                         acc.add(ours, other)
-                for acc, ours, reader in zip(against_expected, reference, expected_readers):
-                    if tuple(reader.shape) == (stream.total, *ours.shape[1:]):
-                        acc.add(ours, reader.read(start, stop))
-                    else:
-                        acc.shape_mismatch = (
-                            f"reference {(stream.total, *ours.shape[1:])} vs other {tuple(reader.shape)}"
-                        )
+                if expected_readers:  # one per output (select_outputs checked)
+                    for acc, ours, reader in zip(against_expected, reference, expected_readers, strict=True):
+                        if tuple(reader.shape) == (stream.total, *ours.shape[1:]):
+                            acc.add(ours, reader.read(start, stop))
+                        else:
+                            acc.shape_mismatch = (
+                                f"reference {(stream.total, *ours.shape[1:])} vs other {tuple(reader.shape)}"
+                            )
                 advance(stop - start)
     finally:
         stream.close()
@@ -220,34 +222,36 @@ def stream_check(
         expected = ComparisonResult(
             tuple(a.result() for a in against_expected), tolerance.atol, tolerance.rtol, against="expected"
         )
-    common = dict(
+    alone = CheckReport(  # the reference alone; the Keras side fills in the rest
         spec=spec,
         semantics=chosen,
         semantics_forced=semantics is not None,
+        keras_package="",
+        keras_version="",
         reference_dtype=str(np.dtype(dtype)),
         input_shapes=tuple(tuple(r.shape) for r in stream.readers),
+        weights=None,
+        comparison=None,
         expected=expected,
     )
     if loaded is None:
         if expected is None:
             notes.append("Keras not run (--no-keras): nothing compared")
-        return CheckReport(
-            keras_package="", keras_version="", weights=None, comparison=None, notes=tuple(notes), **common
-        )
+        return replace(alone, notes=tuple(notes))
     comparison = ComparisonResult(tuple(a.result() for a in against_keras), tolerance.atol, tolerance.rtol)
-    return CheckReport(
+    return replace(
+        alone,
         keras_package=loaded.package,
         keras_version=loaded.version,
         weights=check_weights(spec, loaded.layer_weights()),
         comparison=comparison,
         notes=tuple(notes),
-        **common,
     )
 
 
-def worth_streaming(path: str | None, chunk_rows: int | None) -> bool:
+def worth_streaming(path: str | None, chunk_rows: int | None) -> TypeGuard[str]:
     """Stream when asked to (--chunk-size) or when INPUT holds more than one default chunk of data
-    (an .npz counted uncompressed)."""
+    (an .npz counted uncompressed); never without an INPUT file."""
     if path is None:
         return False
     return bool(chunk_rows) or input_bytes(path) > CHUNK_BYTES

@@ -33,7 +33,7 @@ def trace(
     batch = inputs[0].shape[0]
     if not 0 <= sample < batch:
         raise BadInputError(f"--sample {sample}: the input has {batch} samples (0..{batch - 1})")
-    names = [l.name for l in spec.layers]
+    names = [each.name for each in spec.layers]
     if layer is not None and layer not in names:
         raise BadInputError(f"--layer {layer!r}: no such layer (layers: {names})")
     one = [x[sample : sample + 1] for x in inputs]

@@ -161,7 +161,7 @@ def build_keras3_model(keras: Any, spec: ModelSpec, plans: list[LayerPlan]) -> A
     """The functional Keras 3 model of `spec` with the planned weights set."""
     by_name = {plan.name: plan for plan in plans}
     tensors: dict[tuple, Any] = {}
-    for ref, shape, tokens in zip(spec.inputs, spec.input_shapes, spec.token_inputs()):
+    for ref, shape, tokens in zip(spec.inputs, spec.input_shapes, spec.token_inputs(), strict=True):
         tensors[ref] = keras.Input(batch_shape=tuple(shape), name=ref[0], dtype="int32" if tokens else "float32")
     layers = {
         layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config)
@@ -199,15 +199,16 @@ def build_keras3_model(keras: Any, spec: ModelSpec, plans: list[LayerPlan]) -> A
 def masked_initial_state_layers(spec: ModelSpec) -> list[str]:
     """RNN layers called with initial_state in a model that masks: Keras 2 masks them, Keras 3 does not."""
     masks = any(
-        l.class_name == "Masking" or (l.class_name == "Embedding" and l.config.get("mask_zero")) for l in spec.layers
+        each.class_name == "Masking" or (each.class_name == "Embedding" and each.config.get("mask_zero"))
+        for each in spec.layers
     )
     return (
         [
-            l.name
-            for l in spec.layers
+            each.name
+            for each in spec.layers
             if masks
-            and (l.class_name in GATES or l.class_name == "Bidirectional")
-            and any(len(node) > 1 for node in l.inbound)
+            and (each.class_name in GATES or each.class_name == "Bidirectional")
+            and any(len(node) > 1 for node in each.inbound)
         ]
         if spec.semantics == "keras2"
         else []
@@ -234,7 +235,7 @@ def naive_difference(spec: ModelSpec, inputs: list[np.ndarray]) -> float:
 
     own = forward(spec, inputs, semantics=spec.semantics).outputs
     other = forward(spec, inputs, semantics="keras3").outputs
-    return max(float(np.max(np.abs(a - b))) for a, b in zip(own, other))
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(own, other, strict=True))
 
 
 def run_upgrade(
@@ -321,7 +322,7 @@ def render_upgrade(report: UpgradeReport) -> str:
     lines = [
         f"lstm-parity upgrade {report.source} -> {report.target}",
         f"  saved by    Keras {report.keras_version or '(unknown)'}; old semantics {report.semantics}",
-        f"  rewritten   as Keras 3 .keras, loads with plain keras.models.load_model",
+        "  rewritten   as Keras 3 .keras, loads with plain keras.models.load_model",
         "  weights     "
         + ("; ".join(report.transformed) if report.transformed else "none transformed")
         + (", every other array bit-identical" if report.untouched_identical else ", SOME ARRAYS DIFFER"),
@@ -334,7 +335,7 @@ def render_upgrade(report: UpgradeReport) -> str:
     rows = [HEADER] + [output_row(report.comparison, o) for o in report.comparison.outputs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines.append("  proof: Keras 3 predict on the new file vs the reference of the old file")
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines += [f"  hint        {hint}" for hint in report.hints]
     verdict = (
         "PASS: written"

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import numpy as np
 
-import numpy as np  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before Keras is imported (inside the functions)
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 HERE = Path(__file__).resolve().parent
 LOOK_BACK, FEATURES, HIDDEN = 4, 3, 5

@@ -49,7 +49,7 @@ def test_corpus_predict_matches_expected(row, tmp_path, run_cli):
     assert result.exit_code == 0, result.output
     got = np.load(out)
     preds = [got] if len(ys) == 1 else [got[k] for k in ys]
-    for key, pred in zip(ys, preds):
+    for key, pred in zip(ys, preds, strict=True):
         diff = np.max(np.abs(pred - data[key].astype(np.float64)))
         assert diff <= 1e-4, f"{row['id']} {key}: max abs diff {diff:.3g}"
 

@@ -21,7 +21,7 @@ def seq(*layers, shape=(7, 4), dtype="float32", batch=None):
     return make
 
 
-def L(cls, **kwargs):  # noqa: N802 - reads like a layer list
+def L(cls, **kwargs):  # capital L: reads like a layer list
     return (cls, kwargs)
 
 
@@ -251,7 +251,7 @@ def test_masked_inputs_really_are_masked(tmp_path, run_cli):
     x = np.load(inputs)
     lengths = (x != 0).sum(axis=1)
     assert x.dtype == np.int32 and lengths[0] == 9 and len(set(lengths.tolist())) > 2 and lengths.min() >= 1
-    assert all(np.all(row[n:] == 0) and np.all(row[:n] != 0) for row, n in zip(x, lengths))
+    assert all(np.all(row[n:] == 0) and np.all(row[:n] != 0) for row, n in zip(x, lengths, strict=True))
 
 
 @pytest.mark.parametrize("writer", WRITERS)

@@ -38,7 +38,7 @@ def test_dump_round_trips_bit_exactly_and_predicts(writer, tmp_path, run_cli):
     keras_weights = model.get_weights()
     restored_weights = [w for layer in restored.layers for w in layer.weights]
     assert len(restored_weights) == len(keras_weights)
-    for ours, theirs in zip(restored_weights, keras_weights):
+    for ours, theirs in zip(restored_weights, keras_weights, strict=True):
         assert ours.dtype == np.float32 and ours.tobytes() == theirs.tobytes()  # bit-identical
 
     x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype(np.float32)
@@ -80,13 +80,12 @@ def test_tutorial_block_recomputes_keras_prediction(tmp_path, run_cli):
     t = json.loads(result.stdout)["tutorial"]
     W, U, b, Wout, bout = (np.array(t[k]) for k in ("W", "U", "b", "Wout", "bout"))
     x = np.load(SAMPLES / "tutorial.input.npy").astype(np.float64)
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     h = np.zeros((x.shape[0], 5))
     c = np.zeros_like(h)
     for step in range(x.shape[1]):
         z = x[:, step] @ W + h @ U + b
-        c = sig(z[:, 5:10]) * c + sig(z[:, :5]) * np.tanh(z[:, 10:15])
-        h = sig(z[:, 15:]) * np.tanh(c)
+        c = _sigmoid(z[:, 5:10]) * c + _sigmoid(z[:, :5]) * np.tanh(z[:, 10:15])
+        h = _sigmoid(z[:, 15:]) * np.tanh(c)
     y = h @ Wout + bout
     out = tmp_path / "y.npy"
     assert run_cli("predict", SAMPLES / "tutorial.keras", SAMPLES / "tutorial.input.npy", "-o", out).exit_code == 0
@@ -122,3 +121,7 @@ def test_dump_refuses_to_overwrite_model(run_cli, tmp_path):
     path.write_bytes((SAMPLES / "tutorial.keras").read_bytes())
     result = run_cli("dump", path, "-o", path)
     assert result.exit_code == 2 and path.read_bytes() == (SAMPLES / "tutorial.keras").read_bytes()
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))

@@ -109,7 +109,7 @@ def test_cudnn_weights_convert_like_keras(cls, tmp_path, run_cli):
     spec = open_model(path)
     assert spec.layers[1].class_name == plain and "converted" in spec.layers[1].converted
     twin = _reference_load(layers, (6, 3), path)
-    for ours, theirs in zip([w for layer in spec.layers for w in layer.weights], twin.get_weights()):
+    for ours, theirs in zip([w for layer in spec.layers for w in layer.weights], twin.get_weights(), strict=True):
         assert ours.tobytes() == theirs.tobytes()  # bit-identical to Keras' own conversion
     x = np.random.default_rng(1).standard_normal((5, 6, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -215,7 +215,7 @@ def test_keras1_config_names_and_per_gate_weights(tmp_path, run_cli):
         keras_version=None,
     )
     spec = open_model(path)
-    assert spec.semantics == "keras2" and [l.class_name for l in spec.layers] == [
+    assert spec.semantics == "keras2" and [layer.class_name for layer in spec.layers] == [
         "InputLayer",
         "Conv1D",
         "LSTM",
@@ -255,7 +255,7 @@ def test_keras22_bare_list_schema_and_gru_without_reset_after(tmp_path, run_cli)
                 layer.name,
                 [
                     (f"{layer.name}/{n}:0", w)
-                    for n, w in zip(("kernel", "recurrent_kernel", "bias"), layer.get_weights())
+                    for n, w in zip(("kernel", "recurrent_kernel", "bias"), layer.get_weights(), strict=False)
                 ],
             )
             for layer in model.layers

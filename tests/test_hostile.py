@@ -33,7 +33,7 @@ def _lambda_with_marker(marker):
     return lambda k: k.Sequential(
         [
             k.Input(shape=(4, 3)),
-            k.layers.Lambda(eval(code), name="evil"),  # noqa: S307
+            k.layers.Lambda(eval(code), name="evil"),  # eval on purpose: the file must carry bytecode
             k.layers.LSTM(2),
         ]
     )
@@ -83,10 +83,9 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
 
     target = tmp_path / "y.npy"
     target.write_bytes(b"precious")
-    with pytest.raises(RuntimeError):
-        with atomic_write(str(target)) as handle:
-            handle.write(b"half")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError), atomic_write(str(target)) as handle:
+        handle.write(b"half")
+        raise RuntimeError("disk full")
     assert target.read_bytes() == b"precious" and os.listdir(tmp_path) == ["y.npy"]
 
 

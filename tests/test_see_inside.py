@@ -11,7 +11,9 @@ import pytest
 
 from conftest import SAMPLES, build_with, save_model
 
-sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+
+def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
 
 
 def _lstm_steps(x, W, U, b):

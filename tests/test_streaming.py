@@ -59,7 +59,7 @@ def test_streamed_predict_equals_whole_array_predict(tmp_path, run_cli, two_in_t
     streamed = np.load(tmp_path / "y.npz")
     assert sorted(streamed.files) == ["last", "per_step", "y0", "y1"]
     whole = predict_batches(open_model(str(path)), [left, right])
-    for key, expected in zip(("y0", "y1"), whole):
+    for key, expected in zip(("y0", "y1"), whole, strict=True):
         assert streamed[key].shape == expected.shape
         np.testing.assert_allclose(streamed[key], expected, rtol=0, atol=1e-12)
     keras_out = model.predict([left, right], verbose=0)

@@ -83,9 +83,11 @@ def test_untransformed_weights_stay_bit_identical(tmp_path, run_cli):
     upgraded = keras_module("k3-keras").models.load_model(tmp_path / "new.keras")
     dense_old, dense_new = model.layers[-1].get_weights(), upgraded.layers[-1].get_weights()
     assert [w.tobytes() for w in dense_old] == [w.tobytes() for w in dense_new]
-    gru_old, gru_new = model.layers[0].get_weights(), upgraded.layers[0].get_weights()
+    # by name: the upgraded model is functional, its layers[0] is the InputLayer (no weights at all)
+    gru_old, gru_new = model.get_layer("gru").get_weights(), upgraded.get_layer("gru").get_weights()
+    assert len(gru_old) == 3
     units = 4
-    for old_w, new_w in zip(gru_old, gru_new):  # z, r columns scaled by 1.2, h columns untouched
+    for old_w, new_w in zip(gru_old, gru_new, strict=True):  # z, r columns scaled by 1.2, h columns untouched
         np.testing.assert_array_equal(new_w[..., 2 * units :], old_w[..., 2 * units :])
         np.testing.assert_array_equal(new_w[..., : 2 * units], old_w[..., : 2 * units] * np.float32(1.2))
 

@@ -86,7 +86,8 @@ def modernize_weights(
         converted = []
         entries = {}
         for part, chunk in (("layer", arrays[:half]), ("backward_layer", arrays[half:])):
-            entry = config.get(part) if part == "backward_layer" and config.get(part) else inner
+            backward = config.get("backward_layer")
+            entry = backward if part == "backward_layer" and isinstance(backward, dict) else inner
             cls, cfg, new, note = modernize_weights(entry["class_name"], entry["config"], list(chunk), keras_version)
             entries[part] = {**entry, "class_name": cls, "config": cfg}
             converted += new

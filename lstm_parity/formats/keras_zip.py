@@ -126,7 +126,7 @@ def _collect_weights(
 ) -> dict[str, tuple[list[str], list[np.ndarray]]]:
     # Files saved on Windows by tf.keras 2.13-2.15 joined the object path with backslashes, so the
     # group for `layers/lstm/cell` is a single root member named `layers\lstm\cell`.
-    windows = any("\\" in key for key in root.keys())
+    windows = any("\\" in key for key in root)
     weights = {}
     for layer_name, path in container_paths(parsed).items():
         path = path.replace("/", "\\") if windows else path
@@ -154,7 +154,7 @@ def _collect_vars(
         return
     if isinstance(group, h5py.Group) and "vars" in group:
         vars_group = resolve(group, "vars", source)
-        keys = [k for k in vars_group.keys()]
+        keys = list(vars_group)
         if not all(k.isdigit() for k in keys):
             raise BadInputError(f"{source}: {path}/vars holds non-numbered entries {keys[:5]}")
         for key in sorted(keys, key=int):

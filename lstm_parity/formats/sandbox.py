@@ -14,7 +14,8 @@ import pickle
 import select
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import errors
 from ..errors import BadInputError, LstmParityError
@@ -40,10 +41,10 @@ def run_isolated(fn: Callable[[str], Any], path: str) -> Any:
         os.close(read_end)
         try:
             try:
-                payload = ("ok", fn(path))
+                payload: tuple[Any, ...] = ("ok", fn(path))
             except LstmParityError as exc:
                 payload = ("error", type(exc).__name__, exc.message)
-            except BaseException as exc:  # noqa: BLE001 - the parent decides what it means
+            except BaseException as exc:  # anything at all: the parent decides what it means
                 payload = ("crash", f"{type(exc).__name__}: {exc}")
             data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_end, "wb") as pipe:

@@ -63,7 +63,7 @@ def read_dump(path: str) -> ModelSpec:
         layers=layers,
         inputs=inputs,
         outputs=outputs,
-        input_shapes=shapes,  # type: ignore[arg-type]
+        input_shapes=shapes,
         keras_version=str(source.get("keras_version", "")),
         semantics=str(source.get("semantics", "keras3")),
         source=path,

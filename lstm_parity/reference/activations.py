@@ -8,7 +8,8 @@ verified against the matching Keras in tests/test_activations.py.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -42,7 +42,10 @@ def _padded(
 ) -> np.ndarray:
     pads = (
         [(0, 0)]
-        + [_pad_amounts(x.shape[1 + i], k, s, d, padding) for i, (k, s, d) in enumerate(zip(kernel, strides, dilation))]
+        + [
+            _pad_amounts(x.shape[1 + i], k, s, d, padding)
+            for i, (k, s, d) in enumerate(zip(kernel, strides, dilation, strict=True))
+        ]
         + [(0, 0)]
     )
     return np.pad(x, pads, constant_values=fill) if any(p != (0, 0) for p in pads) else x
@@ -51,11 +54,16 @@ def _padded(
 def _out_sizes(
     x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...]
 ) -> list[int]:
-    return [(x.shape[1 + i] - ((k - 1) * d + 1)) // s + 1 for i, (k, s, d) in enumerate(zip(kernel, strides, dilation))]
+    return [
+        (x.shape[1 + i] - ((k - 1) * d + 1)) // s + 1
+        for i, (k, s, d) in enumerate(zip(kernel, strides, dilation, strict=True))
+    ]
 
 
 def _tap(x: np.ndarray, offset: tuple[int, ...], strides: tuple[int, ...], sizes: list[int]) -> np.ndarray:
-    index = (slice(None),) + tuple(slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offset, strides, sizes))
+    index = (slice(None),) + tuple(
+        slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offset, strides, sizes, strict=True)
+    )
     return x[index]  # (batch, *out_sizes, channels)
 
 
@@ -75,7 +83,7 @@ def convolve(
     sizes = _out_sizes(x, kernel_size, strides, dilation)
     y = np.zeros((x.shape[0], *sizes, filters), dtype=np.result_type(x, kernel))  # (batch, *out, filters)
     for tap in itertools.product(*(range(k) for k in kernel_size)):
-        window = _tap(x, tuple(t * d for t, d in zip(tap, dilation)), strides, sizes)  # (batch, *out, in)
+        window = _tap(x, tuple(t * d for t, d in zip(tap, dilation, strict=True)), strides, sizes)  # (batch, *out, in)
         w = kernel[tap]  # (in / groups, filters)
         if groups == 1:
             y += window @ w

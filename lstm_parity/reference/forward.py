@@ -15,7 +15,6 @@ from ..spec import ModelSpec, TensorRef
 from .layers import Context, LayerFn, build_layer
 from .parallel import default_threads, map_chunks, plan_rows
 
-
 MASK_CONSUMERS = {
     "LSTM",
     "GRU",
@@ -38,7 +37,7 @@ class ForwardResult:
 
 
 def build(
-    spec: ModelSpec, semantics: str, dtype: np.dtype, record: bool = False, states: dict | None = None
+    spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
 ) -> dict[str, LayerFn]:
     """Validate and prepare every non-input layer; raises UnsupportedError before any compute.
 
@@ -91,7 +90,7 @@ def _run_graph(
 ) -> ForwardResult:
     """One pass over the layer graph in dependency order."""
     values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
-    for ref, x in zip(spec.inputs, inputs):
+    for ref, x in zip(spec.inputs, inputs, strict=True):
         integer = np.asarray(x).dtype.kind in "iu"  # token ids stay integers
         values[ref] = (np.asarray(x) if integer else np.asarray(x, dtype=dtype), None)
     result = ForwardResult(outputs=[])
@@ -120,7 +119,7 @@ def _run_graph(
                     f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
                     f"on input shape(s) {shapes}: {exc}"
                 ) from None
-            for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks)):
+            for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks, strict=True)):
                 values[(layer.name, node_index, index)] = (out, mask)
             if record and node_index == 0:
                 result.layer_outputs[layer.name] = layer_result.outputs
@@ -138,7 +137,9 @@ def stateful_layers(spec: ModelSpec) -> list[str]:
     """Names of the layers (or wrappers) whose recurrent states persist across batches."""
     names = []
     for layer in spec.layers:
-        inner = layer.config.get("layer") if isinstance(layer.config.get("layer"), dict) else {}
+        inner = layer.config.get("layer")
+        if not isinstance(inner, dict):
+            inner = {}
         if layer.config.get("stateful") or (inner.get("config") or {}).get("stateful"):
             names.append(layer.name)
     return names
@@ -173,4 +174,4 @@ def predict_batches(
         ).outputs
         for start in range(0, inputs[0].shape[0], step)
     ]
-    return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
+    return [np.concatenate(parts, axis=0) for parts in zip(*chunks, strict=True)]

@@ -9,8 +9,9 @@ Each built function also returns the Keras mask of every output (None where Kera
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -112,8 +113,8 @@ def take_weights(layer: LayerSpec, ctx: Context, shapes: list[tuple[int | None, 
         )
     cast = []
     names = layer.weight_names or ("?",) * len(shapes)
-    for array, shape, name in zip(layer.weights, shapes, names):
-        ok = array.ndim == len(shape) and all(e is None or e == a for e, a in zip(shape, array.shape))
+    for array, shape, name in zip(layer.weights, shapes, names, strict=True):
+        ok = array.ndim == len(shape) and all(e is None or e == a for e, a in zip(shape, array.shape, strict=True))
         if not ok:
             want = "(" + ", ".join("?" if e is None else str(e) for e in shape) + (",)" if len(shape) == 1 else ")")
             raise BadInputError(f"{where(ctx, layer)}: weight {name} has shape {array.shape}, expected {want}")
@@ -164,4 +165,4 @@ def build_layer(layer: LayerSpec, ctx: Context) -> LayerFn:
 
 
 def _load_families() -> None:
-    from . import conv, core, merge, rnn_layers  # noqa: F401  (they register their classes)
+    from . import conv, core, merge, rnn_layers  # noqa: F401 - imported for effect: they register their classes

@@ -56,7 +56,7 @@ def build_concatenate(layer: LayerSpec, ctx: Context) -> LayerFn:
                 np.broadcast_to(
                     m[..., None] if m is not None and m.ndim < x.ndim else (m if m is not None else True), x.shape
                 )
-                for m, x in zip(masks, inputs)
+                for m, x in zip(masks, inputs, strict=True)
             ]
             joined = np.concatenate(full, axis=axis)
             mask = np.all(joined, axis=-1) if ctx.semantics == "keras2" else np.any(joined, axis=-1)

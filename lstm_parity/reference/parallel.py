@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def map_chunks(fn: ChunkFn, inputs: Sequence[np.ndarray], rows: int, threads: in
     def place(start: int, stop: int, parts: list[np.ndarray]) -> None:
         if not outputs:
             outputs.extend(np.empty((total, *p.shape[1:]), dtype=p.dtype) for p in parts)  # (batch, ...)
-        for out, part in zip(outputs, parts):
+        for out, part in zip(outputs, parts, strict=True):
             out[start:stop] = part
 
     def run(bounds: tuple[int, int]) -> list[np.ndarray]:
@@ -99,6 +99,6 @@ def map_chunks(fn: ChunkFn, inputs: Sequence[np.ndarray], rows: int, threads: in
             place(*bounds, run(bounds))
         return outputs
     with single_threaded_blas(), ThreadPoolExecutor(max_workers=threads) as pool:
-        for bounds, parts in zip(ranges, pool.map(run, ranges)):
+        for bounds, parts in zip(ranges, pool.map(run, ranges), strict=True):
             place(*bounds, parts)
     return outputs

@@ -29,14 +29,22 @@ from .activations import Activation, sigmoid, tanh
 TANH = (tanh, np.tanh)
 
 
+class Steps(Protocol):
+    """A cell's per-step inputs: `steps[t]` is step t; `shape` is (time, ..., batch) or (time, batch, ...)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    def __getitem__(self, t: int, /) -> np.ndarray: ...
+
+
 class Cell(Protocol):
     units: int
     state_count: int
     input_width: int  # features per step the cell expects
     batch_last: bool  # states (units, batch) rather than (batch, ...)
 
-    def prepare(self, x: np.ndarray) -> np.ndarray: ...
-    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]: ...
+    def prepare(self, x: np.ndarray) -> Steps: ...
+    def zero_states(self, x_steps: Steps) -> tuple[np.ndarray, ...]: ...
     def step(
         self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]: ...
@@ -82,13 +90,13 @@ def run_sequence(
     order = range(time - 1, -1, -1) if go_backwards else range(time)
     output = np.zeros_like(states[0])  # (units, batch), or (batch, rows, cols, filters) for ConvLSTM2D
     outputs = np.empty((time, *output.shape), dtype=output.dtype) if return_sequences else None  # (time, ...)
-    all_valid = mask.all(axis=0) if mask is not None else None  # (time,): steps where no sample is masked
+    all_valid = np.asarray(mask.all(axis=0)) if mask is not None else None  # (time,): steps where no sample is masked
     steps: dict[str, list[np.ndarray]] = {}
     for k, t in enumerate(order):
         h, new_states, gates = cell.step(x_steps[t], states)
-        if all_valid is not None and not all_valid[t]:
+        if mask is not None and all_valid is not None and not all_valid[t]:
             keep = mask[:, t] if cell.batch_last else mask[:, t].reshape((-1,) + (1,) * (output.ndim - 1))
-            new_states = tuple(np.where(keep, new, old) for new, old in zip(new_states, states))
+            new_states = tuple(np.where(keep, new, old) for new, old in zip(new_states, states, strict=True))
             h = np.where(keep, h, 0 if zero_output_for_mask else output)
         states, output = new_states, h
         if outputs is not None:
@@ -125,7 +133,8 @@ class ProjectedSteps:
     def __init__(self, project, x: np.ndarray, width: int):
         self.project, self.x = project, x
         self.shape = (x.shape[1], width, x.shape[0])  # (time, k*units, batch)
-        self.start, self.block = -1, None
+        self.start = -1
+        self.block: np.ndarray | None = None  # (STEPS_PER_BLOCK, k*units, batch)
 
     def __getitem__(self, t: int) -> np.ndarray:
         if self.block is None or not self.start <= t < self.start + self.STEPS_PER_BLOCK:
@@ -242,7 +251,7 @@ class LSTMCell:
     def prepare(self, x: np.ndarray) -> np.ndarray:
         return feature_major(x)  # (time, features, batch)
 
-    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
+    def zero_states(self, x_steps: Steps) -> tuple[np.ndarray, ...]:
         shape = (self.units, x_steps.shape[-1])  # (units, batch)
         return tuple(np.zeros(shape, dtype=self.weights.dtype) for _ in range(self.state_count))
 
@@ -294,7 +303,7 @@ class GRUCell:
             self.input_bias, self.recurrent_bias = (bias[:, None] if bias is not None else None), None
         self.activation = activation
 
-    def prepare(self, x: np.ndarray) -> "ProjectedSteps":
+    def prepare(self, x: np.ndarray) -> ProjectedSteps:
         return ProjectedSteps(self.project, x, self.units * 3)
 
     def project(self, x: np.ndarray) -> np.ndarray:
@@ -306,7 +315,7 @@ class GRUCell:
             x_proj += self.input_bias
         return np.swapaxes(x_proj.reshape(-1, time, batch), 0, 1)  # (time, 3*units, batch), a view
 
-    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
+    def zero_states(self, x_steps: Steps) -> tuple[np.ndarray, ...]:
         return (np.zeros((self.units, x_steps.shape[-1]), dtype=self.kernel_t.dtype),)  # (units, batch)
 
     def step(
@@ -377,8 +386,8 @@ class ConvLSTM2DCell:
         activation: Activation,
         recurrent_activation: Activation,
         convolve,
-        strides: tuple[int, int],
-        dilation: tuple[int, int],
+        strides: tuple[int, ...],
+        dilation: tuple[int, ...],
         padding: str,
     ):
         self.units = recurrent_kernel.shape[-2]  # filters
@@ -399,9 +408,9 @@ class ConvLSTM2DCell:
             z += self.bias
         return z.reshape((time, batch, *z.shape[1:]))  # (time, batch, rows', cols', 4*filters)
 
-    def zero_states(self, x_steps: np.ndarray) -> tuple[np.ndarray, ...]:
+    def zero_states(self, x_steps: Steps) -> tuple[np.ndarray, ...]:
         shape = (*x_steps.shape[1:-1], self.units)  # (batch, rows', cols', filters)
-        return tuple(np.zeros(shape, dtype=x_steps.dtype) for _ in range(self.state_count))
+        return tuple(np.zeros(shape, dtype=self.kernel.dtype) for _ in range(self.state_count))
 
     def block(self, z: np.ndarray, k: int | slice) -> np.ndarray:
         u = self.units

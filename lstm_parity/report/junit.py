@@ -19,7 +19,7 @@ def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]],
             case = ET.SubElement(cases, "testcase", classname=name, name="load")
             ET.SubElement(case, "error", message=error or f"exit {code}", type=f"exit{code}").text = error
             tests, errors = tests + 1, errors + 1
-            cases.set("tests", "1"), cases.set("errors", "1"), cases.set("failures", "0")
+            _counts(cases, tests=1, failures=0, errors=1)
             continue
         count = fail = 0
         if report.weights is not None:
@@ -44,7 +44,13 @@ def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]],
         if not report.comparisons:
             ET.SubElement(cases, "testcase", classname=name, name="reference ran")
             count += 1
-        cases.set("tests", str(count)), cases.set("failures", str(fail)), cases.set("errors", "0")
+        _counts(cases, tests=count, failures=fail, errors=0)
         tests, failures = tests + count, failures + fail
-    root.set("tests", str(tests)), root.set("failures", str(failures)), root.set("errors", str(errors))
+    _counts(root, tests=tests, failures=failures, errors=errors)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _counts(element: ET.Element, **counts: int) -> None:
+    """JUnit's tests/failures/errors attributes."""
+    for key, value in counts.items():
+        element.set(key, str(value))

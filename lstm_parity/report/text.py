@@ -128,14 +128,16 @@ def render_check(report: CheckReport) -> str:
     lines = [f"lstm-parity check {spec.source}"]
     lines += [f"  {label:<11} {text}" for label, text in header_lines(report)]
     if not report.comparisons:
-        shapes = ", ".join(f"{name} {out.shape}" for name, out in zip(spec.output_names, report.reference_outputs))
+        shapes = ", ".join(
+            f"{name} {out.shape}" for name, out in zip(spec.output_names, report.reference_outputs, strict=True)
+        )
         finite = all(np.all(np.isfinite(out)) for out in report.reference_outputs)
         lines.append(f"  outputs     {shapes}" + ("" if finite else " (NaN/Inf present)"))
     else:
         rows = [HEADER] + [output_row(c, o) for c in report.comparisons for o in c.outputs]
         widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
         lines.append("")
-        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         for comparison in report.comparisons:
             for out in comparison.outputs:
                 if out.shape_mismatch:
