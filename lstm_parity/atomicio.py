@@ -1,13 +1,16 @@
 """Write files so that a reader never sees a half-written file and a failure leaves nothing behind.
 
-Every output goes to a temporary file in the target folder and is renamed into place.
+Every output goes to a temporary file in the target folder and is renamed into place, with the
+permissions a plain `open()` would have given it: those of the file it replaces, or 0666 less the umask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import IO
 
@@ -32,11 +35,38 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def publish(temporary: str, path: str) -> None:
+    """Rename the finished `temporary` onto `path`, first giving it the mode `open(path, "w")` would:
+    the existing file's permission bits when replacing one, else 0666 less the process umask
+    (mkstemp creates files 0600)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~current_umask()
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, without changing it for other threads where /proc tells it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:  # elsewhere: the only portable way is to set it and put it back
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def refuse_overwriting_inputs(output: str, inputs: list[str]) -> None:

@@ -24,7 +24,7 @@ from typing import IO, Literal
 import numpy as np
 
 from .arrays import _check_npy_header, _guard
-from .atomicio import atomic_write
+from .atomicio import atomic_write, publish
 from .errors import BadInputError
 
 
@@ -196,7 +196,7 @@ class ChunkWriter:
         for _, handle in self.parts:
             handle.close()
         if len(self.parts) == 1 and not self.path.endswith(".npz"):
-            os.replace(self.parts[0][0], self.path)
+            publish(self.parts[0][0], self.path)
             return
         keyed = [(f"{self.prefix}{i}", tmp) for i, (tmp, _) in enumerate(self.parts)]
         keyed += [(name, tmp) for name, (tmp, _) in zip(self.names, self.parts, strict=True) if name not in dict(keyed)]
