@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .reference.layers import math_options
+from .reference.quiet import float_quiet
 from .spec import LayerSpec, ModelSpec
 
 DUMP_SCHEMA_VERSION = 1
@@ -21,6 +22,7 @@ LSTM_GATES = ("i", "f", "c", "o")
 GATES = {"LSTM": LSTM_GATES, "GRU": ("z", "r", "h")}
 
 
+@float_quiet
 def encode_array(array: np.ndarray) -> list | float | int | str:
     """Nested lists of exact values; NaN and infinities become the strings "nan", "inf", "-inf"."""
     values = array.astype(np.float64).tolist() if array.dtype.kind == "f" else array.tolist()

@@ -4,6 +4,8 @@ naming the problem; nothing crashes, nothing from a file runs, no user file is l
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,3 +131,77 @@ def test_sandbox_bounds_hangs_and_survives_crashes(monkeypatch):
     with pytest.raises(UnsupportedError, match="spin.h5: nope"):
         run_isolated(_fail, "spin.h5")
     assert run_isolated(len, "abc") == 3
+
+
+@pytest.mark.parametrize("make", hostile.CASES, ids=[c.__name__ for c in hostile.CASES])
+def test_crafted_case_prints_no_python_warning(make, tmp_path):
+    """The real console script under `python -W error`: any warning our computation (or a library it
+    calls) raises would turn into an internal error here; a warning shown would break the one-line rule."""
+    args, code, _ = make(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "lstm_parity", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert result.returncode == code, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "{model}", "{x}", "-o", "{dir}/y.npy", "--dtype", "float32"],
+        ["trace", "{model}", "{x}", "--dtype", "float32"],
+        ["check", "{model}", "{x}", "--no-keras", "--expected", "{x_out}", "--dtype", "float32", "-q"],
+        ["inspect", "{model}"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_overflowing_values_are_reported_not_warned(command, tmp_path):
+    """Finite inputs near float32's limit overflow inside the gates: the numbers (inf, NaN) are the
+    result and the report's business; stderr stays empty under `python -W error`."""
+    x = np.full((2, 4, 3), 3e38, dtype=np.float32)  # (batch, time, features)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "x_out.npy", np.zeros((2, 1), dtype=np.float32))
+    fill = {"model": hostile.KERAS, "x": tmp_path / "x.npy", "x_out": tmp_path / "x_out.npy", "dir": tmp_path}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "lstm_parity", *(a.format(**fill) for a in command)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    assert result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["predict", "-o", "y.npy"], ["predict", "-o", "y.npy", "--dtype", "float32"], ["trace"], ["check", "--no-keras"]]
+    + [["dump", "-o", "d.json"], ["inspect"]],
+    ids=" ".join,
+)
+def test_signalling_nan_weight_is_computed_not_warned(command, tmp_path):
+    """Corrupted bytes can make a signalling NaN, whose mere cast to float64 raises NumPy's 'invalid
+    value encountered in cast'. The NaN is the answer (the report's NaN rules judge it); stderr is empty."""
+    snan = np.array([0x7F800001], dtype=np.uint32).view(np.float32)[0]
+
+    def poison(f):
+        bias = np.array(f["model_weights/dense/dense/bias:0"])
+        bias[0] = snan
+        hostile._replace_dataset(f, "model_weights/dense/dense/bias:0", data=bias)
+
+    model = str(hostile._edit_h5(tmp_path, "snan.h5", poison))
+    args = [command[0], model] + ([] if command[0] in ("dump", "inspect") else [str(hostile.X)]) + command[1:]
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "lstm_parity", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    if command[0] == "predict":
+        assert np.isnan(np.load(tmp_path / "y.npy")).all()

@@ -14,6 +14,7 @@ from ..errors import BadInputError
 from ..spec import ModelSpec, TensorRef
 from .layers import Context, LayerFn, build_layer
 from .parallel import default_threads, map_chunks, plan_rows
+from .quiet import float_quiet
 
 MASK_CONSUMERS = {
     "LSTM",
@@ -36,6 +37,7 @@ class ForwardResult:
     traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
+@float_quiet
 def build(
     spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
 ) -> dict[str, LayerFn]:
@@ -85,6 +87,7 @@ def widest_gates(spec: ModelSpec) -> int:
     return max((w.shape[-1] for layer in spec.layers for w in layer.weights if w.ndim), default=1)
 
 
+@float_quiet
 def _run_graph(
     spec: ModelSpec, fns: dict[str, LayerFn], inputs: list[np.ndarray], dtype: np.dtype | type, record: bool
 ) -> ForwardResult:
@@ -151,6 +154,42 @@ def fixed_batch_size(spec: ModelSpec) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
+def forward_batches(
+    spec: ModelSpec,
+    inputs: list[np.ndarray],
+    *,
+    semantics: str | None = None,
+    dtype: np.dtype | type = np.float64,
+    batch_size: int = 32,
+    states: dict | None = None,
+    record: bool = False,
+) -> ForwardResult:
+    """The reference as `model.predict` runs it: stateful layers carry their states from one batch
+    to the next (batches of the model's fixed batch size), starting from `states` (a dict this call
+    updates, so that the next chunk of a stream continues from here) or zeros; other models are
+    computed in one pass, which gives the same numbers. With `record`, every layer's outputs too,
+    computed under the same protocol (batch-first arrays over the whole input)."""
+    if not stateful_layers(spec):
+        return forward(spec, inputs, semantics=semantics, dtype=dtype, record=record)
+    step = fixed_batch_size(spec) or batch_size
+    states = {} if states is None else states
+    parts = [
+        forward(
+            spec,
+            [x[start : start + step] for x in inputs],
+            semantics=semantics,
+            dtype=dtype,
+            states=states,
+            record=record,
+        )
+        for start in range(0, inputs[0].shape[0], step)
+    ]
+    return ForwardResult(
+        outputs=_joined([part.outputs for part in parts]),
+        layer_outputs={name: _joined([part.layer_outputs[name] for part in parts]) for name in parts[0].layer_outputs},
+    )
+
+
 def predict_batches(
     spec: ModelSpec,
     inputs: list[np.ndarray],
@@ -160,18 +199,10 @@ def predict_batches(
     batch_size: int = 32,
     states: dict | None = None,
 ) -> list[np.ndarray]:
-    """The reference as `model.predict` runs it: stateful layers carry their states from one batch
-    to the next (batches of the model's fixed batch size), starting from `states` (a dict this call
-    updates, so that the next chunk of a stream continues from here) or zeros; other models are
-    computed in one pass, which gives the same numbers."""
-    if not stateful_layers(spec):
-        return forward(spec, inputs, semantics=semantics, dtype=dtype).outputs
-    step = fixed_batch_size(spec) or batch_size
-    states = {} if states is None else states
-    chunks = [
-        forward(
-            spec, [x[start : start + step] for x in inputs], semantics=semantics, dtype=dtype, states=states
-        ).outputs
-        for start in range(0, inputs[0].shape[0], step)
-    ]
-    return [np.concatenate(parts, axis=0) for parts in zip(*chunks, strict=True)]
+    """forward_batches' outputs: what `model.predict` returns."""
+    return forward_batches(spec, inputs, semantics=semantics, dtype=dtype, batch_size=batch_size, states=states).outputs
+
+
+def _joined(batches: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Per-batch lists of arrays -> one list of arrays over all batches (concatenated on axis 0)."""
+    return [np.concatenate(arrays, axis=0) for arrays in zip(*batches, strict=True)]

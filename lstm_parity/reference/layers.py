@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from ..spec import LayerSpec
+from .quiet import float_quiet
 
 Mask = np.ndarray | None
 
@@ -100,6 +101,7 @@ def check_dtype_policy(layer: LayerSpec, ctx: Context) -> None:
         raise unsupported_option(ctx, layer, "dtype", policy, "float32, float64")
 
 
+@float_quiet
 def take_weights(layer: LayerSpec, ctx: Context, shapes: list[tuple[int | None, ...]]) -> list[np.ndarray]:
     """Check the stored arrays against the expected shapes (None = any) and cast them to ctx.dtype."""
     if not layer.weights and shapes:
