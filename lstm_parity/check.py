@@ -11,7 +11,7 @@ import numpy as np
 
 from .compare import ComparisonResult, Tolerance, compare_outputs
 from .errors import BadInputError, KerasSideError
-from .reference.forward import fixed_batch_size, forward, predict_batches, stateful_layers
+from .reference.forward import fixed_batch_size, forward_batches, stateful_layers
 from .spec import ModelSpec
 
 
@@ -57,9 +57,13 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
+        """The outputs (and the weights read, and a port's trace) decide. --layerwise only localises:
+        an inner layer may exceed the output tolerance by float32 drift that later layers shrink
+        (a 128-unit stateful GRU over 48 carried steps: 6e-5 inside, 3e-6 at the output), and a
+        check whose outputs pass is not failed for that."""
         if self.comparison is not None and not (self.weights and self.weights.identical):
             return False
-        if self.first_layer_divergence is not None or self.trace_divergence is not None:
+        if self.trace_divergence is not None:
             return False
         return all(c.passed for c in self.comparisons)
 
@@ -119,12 +123,12 @@ def run_check(
     inputs = [x if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
     chosen = semantics or spec.semantics
     batch_size = fixed_batch_size(spec) or batch_size
-    recorded = None
-    if layerwise and not stateful_layers(spec):  # one pass gives the outputs and every layer's outputs
-        recorded = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True)
-        reference = recorded.outputs
-    else:
-        reference = predict_batches(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size)
+    # one run gives the outputs and, for --layerwise, every layer's outputs, with stateful layers'
+    # states carried batch by batch exactly as the Keras side's predict carries them
+    recorded = forward_batches(
+        spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size, record=layerwise
+    )
+    reference = recorded.outputs
     notes = report_notes(spec, batch_size)
     tolerance = tolerance or Tolerance()
     against_expected = None
@@ -188,9 +192,6 @@ def run_check(
     comparison = compare_outputs(spec.output_names, reference, run.outputs, tolerance)
     rows = None
     if layerwise:
-        if recorded is None:
-            notes.append("--layerwise computes stateful models in one pass (states are not carried)")
-            recorded = forward(spec, inputs, semantics=chosen, dtype=np.dtype(dtype), record=True)
         rows = tuple(layerwise_rows(spec, recorded.layer_outputs, run.layer_outputs or {}, tolerance))
     return replace(
         alone,

@@ -137,7 +137,21 @@ class KerasModel:
             raise KerasSideError(f"{self.where} failed to predict: {_first_line(exc)}") from None
 
     def layer_outputs(self, inputs: list[np.ndarray], batch_size: int = 32) -> dict[str, list[np.ndarray]]:
-        return _layer_outputs(self.module, self.model, _feed(inputs), batch_size, self.where)
+        """Every layer's outputs on `inputs`, from zero states: stateful layers are reset first (the
+        model's own predict left its final states behind) and then carry them batch by batch, as a
+        freshly loaded model's predict does."""
+        if not any(getattr(layer, "stateful", False) for layer in self.model.layers):
+            return _layer_outputs(self.module, self.model, _feed(inputs), batch_size, self.where)
+        reset_states(self.model)
+        return _stateful_layer_outputs(self.model, inputs, batch_size, self.where)
+
+
+def reset_states(model: Any) -> None:
+    """Zero the states of every stateful layer (and stateful wrapped layer) of `model`, in either
+    Keras generation (Keras 3 models have no reset_states of their own)."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
+            layer.reset_states()
 
 
 def _feed(inputs: list[np.ndarray]) -> Any:
@@ -227,6 +241,36 @@ def _layer_outputs(module: Any, model: Any, feed: Any, batch_size: int, where: s
         result[name] = values[start : start + count]
         start += count
     return result
+
+
+def _stateful_layer_outputs(
+    model: Any, inputs: list[np.ndarray], batch_size: int, where: str
+) -> dict[str, list[np.ndarray]]:
+    """A stateful Sequential's layer outputs, each layer called in turn on one batch after another,
+    so that the layers carry their states as the model's predict does. (A functional model built on
+    the same layers does not carry them in Keras 3.15: its second batch starts from the first's
+    initial states.)"""
+    if type(model).__name__ != "Sequential" or len(inputs) != 1:
+        raise KerasSideError(
+            f"{where}: --layerwise on a stateful model needs a Sequential model with one input "
+            f"(per-layer outputs of other stateful graphs cannot be taken with their states carried)"
+        )
+    (x,) = inputs
+    batches: list[list[np.ndarray]] = []
+    try:
+        with _quiet_stderr():
+            for start in range(0, x.shape[0], batch_size):
+                h, row = x[start : start + batch_size], []  # (batch, time, features)
+                for layer in model.layers:
+                    h = layer(h, training=False)
+                    row.append(np.asarray(h))
+                batches.append(row)
+    except Exception as exc:
+        raise KerasSideError(f"{where} could not expose per-layer outputs: {_first_line(exc)}") from None
+    return {
+        layer.name: [np.concatenate([row[index] for row in batches], axis=0)]
+        for index, layer in enumerate(model.layers)
+    }
 
 
 def _first_line(exc: Exception) -> str:

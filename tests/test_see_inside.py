@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, build_with, save_model
+from conftest import CORPUS, SAMPLES, build_with, save_model
 
 
 def sigmoid(v):
@@ -155,6 +155,46 @@ def test_layerwise_finds_the_first_diverging_layer_and_timestep(tmp_path, run_cl
     assert result.exit_code == 1
     assert "first divergence: layer hard output 0, timestep 0" in result.stdout
     assert "plain[0] (4, 6, 4): max abs" in result.stdout and "ok" in result.stdout.split("plain[0]")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("writer", ["k3-keras", "k2-h5"])
+def test_layerwise_on_a_stateful_model_runs_the_protocol_check_runs(writer, tmp_path, run_cli):
+    """Both sides start from zero states and carry them batch by batch (Keras' intermediate run used
+    to start from the states its main predict left behind: max abs 2 at the first layer)."""
+    model = build_with(
+        writer,
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(5, 3), batch_size=2),
+                k.layers.GRU(4, stateful=True, return_sequences=True),
+                k.layers.LSTM(3, stateful=True, return_sequences=True),
+                k.layers.Dense(2),
+            ]
+        ),
+        seed=5,
+    )
+    path = save_model(model, writer, tmp_path)
+    plain = run_cli("check", path, "--samples", "6")
+    assert plain.exit_code == 0, plain.output
+    report = tmp_path / "r.json"
+    result = run_cli("check", path, "--samples", "6", "--layerwise", "--json", report)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(report.read_text())["layerwise"]
+    assert len(rows) == 3 and all(row["passed"] and row["max_abs_diff"] < 1e-5 for row in rows), rows
+    assert "every layer within tolerance" in result.stdout
+
+
+@pytest.mark.skipif(not (CORPUS / "models").is_dir(), reason="../shared/corpus is absent")
+def test_layerwise_on_the_stateful_corpus_gru_agrees_with_check(run_cli):
+    """Corpus file 37, a stateful GRU 128 -> GRU 128 poem generator: check passes, and so does
+    --layerwise; inside, float32 drift grows along the carried states but stays small."""
+    (path,) = (CORPUS / "models").glob("37_*")
+    assert run_cli("check", path).exit_code == 0
+    result = run_cli("check", path, "--layerwise", "--json", "-")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["layerwise"]
+    assert [row["layer"] for row in rows] == ["gru_2", "gru_3", "time_distributed_1"]
+    assert max(row["max_abs_diff"] for row in rows) < 1e-4, rows  # was 2 when the states differed
 
 
 def test_inspect_explains_the_tutorial_model(run_cli):
