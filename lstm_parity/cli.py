@@ -563,7 +563,7 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
     is the worst of all models' exit codes.
     """
     from .check_all import load_jobs
-    from .report.summary import render_summary, run_all, summary_json
+    from .report.summary import render_summary, render_summary_rich, run_all, summary_json
 
     job_list = load_jobs(config)
     results = run_all(job_list, jobs, show_progress=not quiet and json_path != "-" and _console() is not None)
@@ -571,7 +571,11 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
     if json_path == "-":
         click.echo(summary_json(results, code), nl=False)
     else:
-        click.echo(render_summary(results, code, quiet), nl=False)
+        console = None if quiet else _console()
+        if console is None:
+            click.echo(render_summary(results, code, quiet), nl=False)
+        else:
+            render_summary_rich(results, code, console)
     protected = [j.path for j in job_list]
     if json_path and json_path != "-":
         _write_text(json_path, summary_json(results, code), protected)
@@ -727,7 +731,13 @@ def upgrade(
     spec = open_model(old)
     inputs = _inputs(spec, input_file, max(samples, 8), seed, timesteps, value_range, save_inputs, protected)
     report = run_upgrade(spec, new, inputs, parse_tolerance(list(atol), list(rtol)), allow_semantic_change)
-    click.echo(render_upgrade(report), nl=False)
+    console = _console()
+    if console is None:
+        click.echo(render_upgrade(report), nl=False)
+    else:
+        from .report.rich_report import render_upgrade_rich
+
+        render_upgrade_rich(report, console)
     if not report.written:
         sys.exit(EXIT_PARITY_FAILURE)
 
