@@ -8,12 +8,14 @@ whose pre-activation is affine in the weights (kernel, recurrent kernel and bias
 is scaled by 1.2. Where no exact rewrite exists (an LSTM whose `activation` is hard_sigmoid, since it is
 applied to the cell state; an Activation layer), the upgrade is refused unless the user allows the
 semantic change, and the report says by how much the naive conversion differs.
+Each layer is built with only the config keys its Keras 3 class accepts (upgrade_config): keys that cannot
+change inference (trainable, initializers, dropout seeds, `time_major=False`, ...) are dropped and listed
+in the report; a dropped key that may change the numbers is refused (exit 3) naming the layer and the key.
 Keras itself is imported only through keras_runner.
 """
 
 from __future__ import annotations
 
-import inspect as pyinspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +24,10 @@ import numpy as np
 from .errors import UnsupportedError
 from .reference.activations import activation_name
 from .spec import LayerSpec, ModelSpec
+from .upgrade_config import DroppedKey, describe_dropped, layer_kwargs
 
 SCALE = np.float32(1.2)  # Keras 2 hard_sigmoid(x) == Keras 3 hard_sigmoid(1.2 * x)
 GATES = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "h"), "SimpleRNN": ("h",), "ConvLSTM2D": ("i", "f", "c", "o")}
-DROPPED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 
 
 @dataclass
@@ -124,50 +126,54 @@ def plan_model(spec: ModelSpec) -> list[LayerPlan]:
     return [plan_layer(layer, spec.semantics) for layer in spec.layers]
 
 
-def _kwargs(keras: Any, class_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Config keys the Keras 3 class accepts; initializers, regularizers and constraints are dropped
-    (they do not change inference), as are options Keras 3 no longer knows (time_major, ...)."""
-    cls = getattr(keras.layers, class_name, None)
-    if cls is None:
-        raise UnsupportedError(f"Keras 3 has no layer class {class_name!r}; cannot upgrade it")
-    accepted = set(pyinspect.signature(cls.__init__).parameters) | {"name", "trainable"}
-    kwargs = {
-        k: v
-        for k, v in config.items()
-        if k in accepted and not k.endswith(DROPPED_SUFFIXES) and k not in ("layer", "backward_layer")
-    }
-    kwargs.pop("dtype", None)
-    if isinstance(config.get("dtype"), str) and config["dtype"].startswith("float"):
-        kwargs["dtype"] = config["dtype"]  # (Keras 2.0 gave Embedding the int32 of its input: not a weight dtype)
+def _kwargs(keras: Any, class_name: str, config: dict[str, Any], where: str, dropped: list[DroppedKey]) -> dict:
+    """The keyword arguments Keras 3's class accepts (see upgrade_config); what is dropped goes to `dropped`."""
+    kwargs, gone = layer_kwargs(keras, class_name, config, where)
+    dropped += gone
     if class_name == "GRU":  # a config without the key predates reset_after: False then, True in Keras 3
         kwargs["reset_after"] = bool(config.get("reset_after", False))
     return kwargs
 
 
-def make_layer(keras: Any, class_name: str, config: dict[str, Any]) -> Any:
-    """A Keras 3 layer object for one of our layer configs (wrappers built recursively)."""
+def make_layer(
+    keras: Any, class_name: str, config: dict[str, Any], where: str = "", dropped: list[DroppedKey] | None = None
+) -> Any:
+    """A Keras 3 layer object for one of our layer configs (wrappers built recursively). Config keys Keras 3
+    does not accept are dropped into `dropped`, or refused when dropping them may change the numbers."""
+    dropped = [] if dropped is None else dropped
+    where = where or str(config.get("name", class_name))
     if class_name in ("Bidirectional", "TimeDistributed"):
         inner_entry = config["layer"]
-        inner = make_layer(keras, inner_entry["class_name"], inner_entry["config"])
-        kwargs = _kwargs(keras, class_name, config)
+        inner_where = f"{where}/{inner_entry['config'].get('name', inner_entry['class_name'])}"
+        inner = make_layer(keras, inner_entry["class_name"], inner_entry["config"], inner_where, dropped)
+        kwargs = _kwargs(keras, class_name, config, where, dropped)
         if class_name == "Bidirectional" and config.get("backward_layer"):
             entry = config["backward_layer"]
-            kwargs["backward_layer"] = make_layer(keras, entry["class_name"], entry["config"])
+            backward_where = f"{where}/{entry['config'].get('name', entry['class_name'])}"
+            kwargs["backward_layer"] = make_layer(keras, entry["class_name"], entry["config"], backward_where, dropped)
         return getattr(keras.layers, class_name)(inner, **kwargs)
-    return getattr(keras.layers, class_name)(**_kwargs(keras, class_name, config))
+    kwargs = _kwargs(keras, class_name, config, where, dropped)  # first: it refuses a class Keras 3 lacks
+    return getattr(keras.layers, class_name)(**kwargs)
 
 
-def build_keras3_model(keras: Any, spec: ModelSpec, plans: list[LayerPlan]) -> Any:
-    """The functional Keras 3 model of `spec` with the planned weights set."""
+def build_keras3_model(
+    keras: Any, spec: ModelSpec, plans: list[LayerPlan], dropped: list[DroppedKey] | None = None
+) -> Any:
+    """The functional Keras 3 model of `spec` with the planned weights set; the config keys Keras 3 does
+    not take are collected in `dropped` (UnsupportedError when dropping one may change the numbers)."""
+    dropped = [] if dropped is None else dropped
     by_name = {plan.name: plan for plan in plans}
     tensors: dict[tuple, Any] = {}
     for ref, shape, tokens in zip(spec.inputs, spec.input_shapes, spec.token_inputs(), strict=True):
         tensors[ref] = keras.Input(batch_shape=tuple(shape), name=ref[0], dtype="int32" if tokens else "float32")
-    layers = {
-        layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config)
-        for layer in spec.layers
-        if layer.class_name != "InputLayer"
-    }
+    try:
+        layers = {
+            layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config, layer.name, dropped)
+            for layer in spec.layers
+            if layer.class_name != "InputLayer"
+        }
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"{spec.source}: {exc.message}") from None
     pending = [
         (layer, node, refs)
         for layer in spec.layers
@@ -227,6 +233,7 @@ class UpgradeReport:
     semantic_change: float | None  # measured max abs difference when --allow-semantic-change was needed
     written: bool
     hints: list[str] = field(default_factory=list)
+    dropped: list[DroppedKey] = field(default_factory=list)  # config keys Keras 3 does not take, all harmless
 
 
 def naive_difference(spec: ModelSpec, inputs: list[np.ndarray]) -> float:
@@ -268,10 +275,11 @@ def run_upgrade(
     handle, temporary = tempfile.mkstemp(prefix=".lstm-parity-", suffix=".keras", dir=folder)
     os.close(handle)
     written = False
+    dropped: list[DroppedKey] = []
     try:
         try:
             with _quiet_stderr():
-                model = build_keras3_model(keras, spec, plans)
+                model = build_keras3_model(keras, spec, plans, dropped)
                 model.save(temporary)
                 reloaded = keras.models.load_model(temporary)
                 feed = inputs[0] if len(inputs) == 1 else list(inputs)
@@ -310,38 +318,57 @@ def run_upgrade(
             change,
             written,
             hints,
+            dropped,
         )
     finally:
         if not written and os.path.exists(temporary):
             os.unlink(temporary)
 
 
-def render_upgrade(report: UpgradeReport) -> str:
-    from .report.text import HEADER, output_row
-
-    lines = [
-        f"lstm-parity upgrade {report.source} -> {report.target}",
-        f"  saved by    Keras {report.keras_version or '(unknown)'}; old semantics {report.semantics}",
-        "  rewritten   as Keras 3 .keras, loads with plain keras.models.load_model",
-        "  weights     "
-        + ("; ".join(report.transformed) if report.transformed else "none transformed")
-        + (", every other array bit-identical" if report.untouched_identical else ", SOME ARRAYS DIFFER"),
+def upgrade_header(report: UpgradeReport) -> list[tuple[str, str]]:
+    """(label, text) pairs of the upgrade report, shared by the plain and the terminal views."""
+    weights = "; ".join(report.transformed) if report.transformed else "none transformed"
+    weights += ", every other array bit-identical" if report.untouched_identical else ", SOME ARRAYS DIFFER"
+    pairs = [
+        ("saved by", f"Keras {report.keras_version or '(unknown)'}; old semantics {report.semantics}"),
+        ("rewritten", "as Keras 3 .keras, loads with plain keras.models.load_model"),
+        ("weights", weights),
     ]
+    pairs += [("dropped", line) for line in describe_dropped(report.dropped)]
     if report.semantic_change is not None:
-        lines.append(
-            f"  WARNING     semantic change allowed: Keras 3 on the new file differs from the old file's "
-            f"math by up to {report.semantic_change:.3g}"
+        pairs.append(
+            (
+                "WARNING",
+                f"semantic change allowed: Keras 3 on the new file differs from the old file's math by up to "
+                f"{report.semantic_change:.3g}",
+            )
         )
-    rows = [HEADER] + [output_row(report.comparison, o) for o in report.comparison.outputs]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    lines.append("  proof: Keras 3 predict on the new file vs the reference of the old file")
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += [f"  hint        {hint}" for hint in report.hints]
-    verdict = (
+    return pairs
+
+
+def upgrade_verdict(report: UpgradeReport) -> str:
+    """The last line: written or not, and where."""
+    verdict_text = (
         "PASS: written"
         if report.comparison.passed
         else "WRITTEN with an allowed semantic change"
         if report.written
         else "FAIL: not written"
     )
-    return "\n".join(lines + ["", f"{verdict} {report.target if report.written else ''}".rstrip()]) + "\n"
+    return f"{verdict_text} {report.target if report.written else ''}".rstrip()
+
+
+PROOF_TITLE = "proof: Keras 3 predict on the new file vs the reference of the old file"
+
+
+def render_upgrade(report: UpgradeReport) -> str:
+    from .report.text import HEADER, output_row
+
+    lines = [f"lstm-parity upgrade {report.source} -> {report.target}"]
+    lines += [f"  {label:<11} {text}" for label, text in upgrade_header(report)]
+    rows = [HEADER] + [output_row(report.comparison, o) for o in report.comparison.outputs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines.append("  " + PROOF_TITLE)
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [f"  hint        {hint}" for hint in report.hints]
+    return "\n".join(lines + ["", upgrade_verdict(report)]) + "\n"

@@ -12,6 +12,8 @@ from conftest import CORPUS, build_with, keras_module, keras_predict, save_model
 
 
 def _tf_keras(make, seed=0):
+    # a fresh session: layer names ("lstm", "gru") do not depend on what this worker built before
+    keras_module("k2-h5").backend.clear_session()
     return build_with("k2-h5", make, seed=seed)
 
 
@@ -114,6 +116,84 @@ def test_a_failed_proof_leaves_no_file(tmp_path, run_cli, monkeypatch):
     result = run_cli("upgrade", old, new)
     assert result.exit_code == 1 and "FAIL: not written" in result.stdout and not new.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lstm-parity-")] == []
+
+
+def test_spatial_dropout_keys_keras3_refuses_are_dropped_and_reported(tmp_path, run_cli):
+    # Keras 3.15's SpatialDropout1D.__init__(rate, seed, name, dtype) takes no `trainable`, which tf.keras writes
+    model = _tf_keras(
+        lambda k: k.Sequential(
+            [
+                k.Input(shape=(7,)),
+                k.layers.Embedding(20, 4),
+                k.layers.SpatialDropout1D(0.3),
+                k.layers.LSTM(3),
+                k.layers.Dense(2),
+            ]
+        )
+    )
+    old = save_model(model, "k2-h5", tmp_path, "old")
+    new = tmp_path / "new.keras"
+    inputs = tmp_path / "x.npy"
+    result = run_cli("upgrade", old, new, "--samples", "6", "--save-inputs", inputs)
+    assert result.exit_code == 0, result.output
+    assert "PASS: written" in result.stdout
+    assert "dropped     spatial_dropout1d: trainable (training only)" in result.stdout
+    assert "dropped     lstm: time_major=False (default value)" in result.stdout
+    upgraded = keras_module("k3-keras").models.load_model(new)  # plain: no custom objects
+    assert [layer.__class__.__name__ for layer in upgraded.layers][1:3] == ["Embedding", "SpatialDropout1D"]
+    x = np.load(inputs)
+    np.testing.assert_allclose(np.asarray(upgraded.predict(x, verbose=0)), keras_predict(model, x), atol=2e-5)
+
+
+def test_a_dropped_key_that_changes_the_math_is_refused(tmp_path, run_cli):
+    # tf.keras LSTM(time_major=True) reads axis 0 as time; Keras 3 has no time_major, so dropping it would
+    # silently swap the batch and time axes
+    model = _tf_keras(
+        lambda k: k.Sequential(
+            [k.Input(shape=(5, 3)), k.layers.LSTM(4, time_major=True, return_sequences=True), k.layers.Dense(1)]
+        )
+    )
+    old = save_model(model, "k2-h5", tmp_path, "old")
+    new = tmp_path / "new.keras"
+    result = run_cli("upgrade", old, new)
+    assert result.exit_code == 3 and not new.exists()
+    assert "layer 'lstm' (LSTM): Keras 3's LSTM takes no 'time_major' (here True)" in result.stderr
+    assert "may change the numbers" in result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lstm-parity-")] == []
+
+
+def test_layer_kwargs_passes_what_keras3_accepts_and_classifies_the_rest():
+    from lstm_parity.errors import UnsupportedError
+    from lstm_parity.upgrade_config import describe_dropped, layer_kwargs
+
+    keras3 = keras_module("k3-keras")
+    config = {
+        "name": "lstm",
+        "units": 2,
+        "trainable": False,  # accepted by Keras 3's base Layer: passed on
+        "time_major": False,  # not accepted, at the reference's default: dropped as harmless
+        "implementation": 1,  # Keras 3.15 pops it from **kwargs, unseen by signatures: dropped as harmless
+        "kernel_regularizer": None,  # None is Keras 3's own default: dropped without a word
+        "init": "glorot_uniform",  # Keras 1
+        "dtype": {"class_name": "DTypePolicy", "config": {"name": "float32"}},
+    }
+    kwargs, dropped = layer_kwargs(keras3, "LSTM", config, "lstm")
+    assert kwargs == {"name": "lstm", "units": 2, "trainable": False, "dtype": "float32"}
+    assert {(d.key, d.reason) for d in dropped} == {
+        ("time_major", "default value"),
+        ("implementation", "computation order only"),
+        ("init", "initialization only"),
+    }
+    assert describe_dropped(dropped)[0].startswith("lstm: time_major=False (default value); implementation")
+    # keys Keras 3 takes through **kwargs only (LeakyReLU's Keras 2 name for negative_slope) are passed on
+    assert layer_kwargs(keras3, "LeakyReLU", {"alpha": 0.1}, "leaky")[0] == {"alpha": 0.1}
+    # tf.keras writes BatchNormalization's axis as a one-element list; Keras 3 takes an int
+    assert layer_kwargs(keras3, "BatchNormalization", {"axis": [2]}, "bn")[0] == {"axis": 2}
+    # tf.keras 2.x Attention(causal=True) masks future steps; Keras 3 moved it to call(use_causal_mask=...)
+    with pytest.raises(UnsupportedError, match="Keras 3's Attention takes no 'causal' \\(here True\\)"):
+        layer_kwargs(keras3, "Attention", {"name": "attention", "causal": True, "use_scale": False}, "attention")
+    with pytest.raises(UnsupportedError, match="Keras 3 has no layer class 'AttentionLayer'"):
+        layer_kwargs(keras3, "AttentionLayer", {}, "attention")
 
 
 def _corpus_rows():
