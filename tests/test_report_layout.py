@@ -20,7 +20,7 @@ from lstm_parity.check import CheckReport, run_check
 from lstm_parity.check_all import Job, run_job
 from lstm_parity.compare import ComparisonResult
 from lstm_parity.formats import open_model
-from lstm_parity.report.rich_report import render_check_rich, render_upgrade_rich, upgrade_header, upgrade_verdict
+from lstm_parity.report.rich_report import render_check_rich, render_upgrade_rich
 from lstm_parity.report.summary import render_summary, render_summary_rich, summary_row, summary_verdict
 from lstm_parity.report.text import (
     first_divergence_text,
@@ -31,7 +31,7 @@ from lstm_parity.report.text import (
     render_check,
     verdict,
 )
-from lstm_parity.upgrade import UpgradeReport
+from lstm_parity.upgrade import UpgradeReport, upgrade_header, upgrade_verdict
 
 WIDTHS = (80, 100, 160)
 TUTORIAL, TUTORIAL_X = SAMPLES / "tutorial.keras", SAMPLES / "tutorial.input.npy"

@@ -318,43 +318,13 @@ def render_check_rich(report: CheckReport, console: Console) -> None:
 # ---- upgrade --------------------------------------------------------------------------------------
 
 
-def upgrade_header(report: UpgradeReport) -> list[tuple[str, str]]:
-    """(label, text) pairs of the upgrade report, as upgrade.render_upgrade words them."""
-    weights = "; ".join(report.transformed) if report.transformed else "none transformed"
-    weights += ", every other array bit-identical" if report.untouched_identical else ", SOME ARRAYS DIFFER"
-    pairs = [
-        ("saved by", f"Keras {report.keras_version or '(unknown)'}; old semantics {report.semantics}"),
-        ("rewritten", "as Keras 3 .keras, loads with plain keras.models.load_model"),
-        ("weights", weights),
-    ]
-    if report.semantic_change is not None:
-        pairs.append(
-            (
-                "WARNING",
-                f"semantic change allowed: Keras 3 on the new file differs from the old file's math by up to "
-                f"{report.semantic_change:.3g}",
-            )
-        )
-    return pairs
-
-
-def upgrade_verdict(report: UpgradeReport) -> str:
-    """The last line, as upgrade.render_upgrade words it."""
-    verdict_text = (
-        "PASS: written"
-        if report.comparison.passed
-        else "WRITTEN with an allowed semantic change"
-        if report.written
-        else "FAIL: not written"
-    )
-    return f"{verdict_text} {report.target if report.written else ''}".rstrip()
-
-
 def upgrade_lines(console: Console, report: UpgradeReport, width: int) -> list[Text]:
     """The upgrade report (provenance, proof table, hints, verdict) as lines of at most `width` cells."""
+    from ..upgrade import PROOF_TITLE, upgrade_header, upgrade_verdict
+
     lines = title_block(console, "lstm-parity upgrade", f"{report.source} -> {report.target}", width)
     lines += header_block(console, upgrade_header(report), width)
-    lines += wrap(console, Text("proof: Keras 3 predict on the new file vs the reference of the old file"), width, 2)
+    lines += wrap(console, Text(PROOF_TITLE), width, 2)
     lines += table_block(console, CHECK_TABLE, comparison_rows([report.comparison]), width)
     lines += header_block(console, [("hint", hint) for hint in report.hints], width)
     style = result_style(report.comparison.passed) if report.comparison.passed or not report.written else WARN_STYLE
