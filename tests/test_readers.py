@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, build_model, save_model, write_npy
+from conftest import SAMPLES, build_model, build_with, save_model, write_npy
 from lstm_parity.errors import BadInputError
 from lstm_parity.formats import open_model, sniff_format
 from lstm_parity.formats.keras_zip import snake_case
@@ -154,3 +154,15 @@ def test_keras_zip_counters_for_repeated_classes(tmp_path):
     for layer in model.layers:
         ours = spec.layer(layer.name).weights
         assert [w.tobytes() for w in ours] == [w.tobytes() for w in layer.get_weights()]
+
+
+@pytest.mark.parametrize("writer", ["k3-keras", "k3-h5", "k2-h5"])
+def test_functional_model_class_is_not_its_last_layer(writer, tmp_path):
+    """The layer loop once reused the model's class-name variable: a functional model read as 'Dense'."""
+
+    def make(k):
+        inputs = k.Input((4, 3))
+        return k.Model(inputs, k.layers.Dense(1)(k.layers.LSTM(2)(inputs)))
+
+    spec = open_model(str(save_model(build_with(writer, make), writer, tmp_path)))
+    assert spec.model_class == "Functional"

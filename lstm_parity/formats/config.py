@@ -122,14 +122,14 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
     for entry in entries:
         name = _layer_name(entry, source)
         parsed_nodes = [_parse_node(node, source, name) for node in entry.get("inbound_nodes") or []]
-        class_name = entry["class_name"]
+        layer_class = entry["class_name"]
         if str(entry.get("module", "")).startswith(OPS_MODULES):
-            class_name = f"ops.{class_name}"  # a keras.ops call recorded in the graph, not a layer
+            layer_class = f"ops.{layer_class}"  # a keras.ops call recorded in the graph, not a layer
         keras3_nodes = all(isinstance(node, dict) for node in entry.get("inbound_nodes") or [])
         layers.append(
             ParsedLayer(
                 name,
-                class_name,
+                layer_class,
                 entry["config"],
                 tuple(n[0] for n in parsed_nodes),
                 tuple(ref for n in parsed_nodes for ref in n[1]),
