@@ -13,9 +13,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+# The submodules named like the API functions below are imported here, first: Python sets a package
+# attribute to a submodule when it is first imported, which would replace the function `check`,
+# `compare` or `trace` by the module of that name on first use. None of them imports TensorFlow.
+for _submodule in ("check", "compare", "trace"):
+    importlib.import_module(f".{_submodule}", __name__)
 
 if TYPE_CHECKING:
     from .check import CheckReport

@@ -14,7 +14,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from conftest import ROOT, build_with, save_model
+import lstm_parity
+from conftest import ROOT, SAMPLES, build_with, save_model
 from lstm_parity.chunked_io import open_rows
 from lstm_parity.formats import open_model
 from lstm_parity.reference.forward import predict_batches
@@ -223,3 +224,16 @@ def test_python_api_streams_files(tmp_path):
         spec, str(tmp_path / "x.npy"), keras=False, chunk_rows=25, expected_path=str(tmp_path / "port.npy")
     )
     assert report.passed and report.expected.outputs[0].shape == (90, 1)
+
+
+def test_the_api_functions_stay_functions_after_use():
+    """Python sets a package attribute to a submodule on its first import: `lstm_parity.trace` once
+    became the module `lstm_parity.trace` after the first call, and the next call failed."""
+    spec = lstm_parity.load(str(TUTORIAL))
+    x = np.load(SAMPLES / "tutorial.input.npy")
+    for _ in range(2):
+        lstm_parity.trace(spec, [x], sample=0)
+        report = lstm_parity.check(spec, [x], keras=False)
+        result = lstm_parity.compare(spec.output_names, list(report.reference_outputs), list(report.reference_outputs))
+        assert result.passed
+    assert all(callable(getattr(lstm_parity, name)) for name in ("check", "compare", "trace", "predict", "load"))
