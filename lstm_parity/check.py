@@ -5,14 +5,23 @@ Library entry point behind `lstm-parity check`; the CLI only renders the CheckRe
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .compare import ComparisonResult, Tolerance, compare_outputs
-from .errors import BadInputError, KerasSideError
-from .reference.forward import fixed_batch_size, forward_batches, stateful_layers
+from .compare import ComparisonResult, Tolerance
+from .errors import BadInputError
+from .profiles import Rule, apply_profile, top1_outputs
+from .reference.forward import build, fixed_batch_size, forward_batches, stateful_layers
+from .reference.layers import reduced_precision
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from .flow import Independence
+    from .runners.base import Runner, RunnerInfo
+    from .streaming import Stream
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,9 @@ class CheckReport:
     layerwise: tuple[dict, ...] | None = None  # per layer output vs Keras (--layerwise)
     trace_divergence: dict | None = None  # first gate/timestep where a port's trace departs (--expected-trace)
     trace_compared: bool = False
+    exports: tuple[ComparisonResult, ...] = ()  # reference vs each export's runtime (--against)
+    sides: tuple[RunnerInfo, ...] = ()  # who computed each export's side: runtime, version, file, census
+    independence: tuple[Independence, ...] = ()  # each export's second pass (state carried between runs?)
 
     @property
     def first_layer_divergence(self) -> dict | None:
@@ -53,7 +65,7 @@ class CheckReport:
 
     @property
     def comparisons(self) -> list[ComparisonResult]:
-        return [c for c in (self.comparison, self.expected) if c is not None]
+        return [c for c in (self.comparison, self.expected) if c is not None] + list(self.exports)
 
     @property
     def passed(self) -> bool:
@@ -63,7 +75,7 @@ class CheckReport:
         check whose outputs pass is not failed for that."""
         if self.comparison is not None and not (self.weights and self.weights.identical):
             return False
-        if self.trace_divergence is not None:
+        if self.trace_divergence is not None or not all(i.passed for i in self.independence):
             return False
         return all(c.passed for c in self.comparisons)
 
@@ -111,98 +123,183 @@ def run_check(
     expected: list[np.ndarray] | None = None,
     layerwise: bool = False,
     expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
+    exports: Sequence[Runner] = (),
+    profile: str | None = None,
+    rules: Sequence[Rule] = (),
+    classes: bool | Collection[str] = False,
 ) -> CheckReport:
     """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare;
-    with `expected` (outputs produced elsewhere, e.g. by a port) also compare the reference with those.
+    with `expected` (outputs produced elsewhere, e.g. by a port) also compare the reference with those,
+    and with `exports` (opened runners: ONNX Runtime, LiteRT) each export's outputs.
+    `profile` (float32, float16, int8; default float32, int8 for an export with quantized weights) and
+    `rules` (--require) set the pass rule; `classes` asks for top-1 agreement (see profiles.py).
 
     Float inputs are rounded to float32 first so both sides see the same numbers. The Keras side is
     the generation that saved the file (tf_keras for Keras 1/2, Keras 3 otherwise) whatever
     `semantics` says; forcing other semantics shows how far the other generation's math is.
     Raises UnsupportedError (3), BadInputError (2), KerasSideError (4).
     """
+    from .runners.expected import expected_from_arrays
+    from .streaming import array_stream
+
     inputs = [x if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
+    files = [expected_from_arrays(spec, expected)] if expected is not None else []
+    return check_stream(
+        spec,
+        array_stream(inputs),
+        semantics=semantics,
+        dtype=dtype,
+        tolerance=tolerance,
+        batch_size=batch_size,
+        keras=keras,
+        trust_model_code=trust_model_code,
+        expected=files[0] if files else None,
+        exports=exports,
+        inputs=inputs,
+        layerwise=layerwise,
+        expected_trace=expected_trace,
+        profile=profile,
+        rules=rules,
+        classes=classes,
+    )
+
+
+def check_stream(
+    spec: ModelSpec,
+    stream: Stream,
+    *,
+    semantics: str | None = None,
+    dtype: str = "float64",
+    tolerance: Tolerance | None = None,
+    batch_size: int = 32,
+    keras: bool = True,
+    trust_model_code: bool = False,
+    expected: Runner | None = None,
+    exports: Sequence[Runner] = (),
+    inputs: list[np.ndarray] | None = None,
+    layerwise: bool = False,
+    expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
+    profile: str | None = None,
+    rules: Sequence[Rule] = (),
+    classes: bool | Collection[str] = False,
+    show_progress: bool = False,
+) -> CheckReport:
+    """The check flow (flow.run_flow) over `stream` with Keras (unless keras=False), the expected
+    outputs and the exports as runners, and the report built from its results. `inputs`, the whole
+    arrays, are given for an in-memory check: outputs are then kept, and --layerwise and
+    --expected-trace (which need whole arrays) can run."""
+    from .flow import run_flow
+
     chosen = semantics or spec.semantics
     batch_size = fixed_batch_size(spec) or batch_size
-    # one run gives the outputs and, for --layerwise, every layer's outputs, with stateful layers'
-    # states carried batch by batch exactly as the Keras side's predict carries them
-    recorded = forward_batches(
-        spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size, record=layerwise
-    )
-    reference = recorded.outputs
-    notes = report_notes(spec, batch_size)
     tolerance = tolerance or Tolerance()
-    against_expected = None
-    if expected is not None:
-        if len(expected) != len(reference):
-            raise BadInputError(
-                f"{spec.source}: the expected outputs are {len(expected)} arrays, the model has "
-                f"{len(reference)} outputs {spec.output_names}"
-            )
-        against_expected = compare_outputs(spec.output_names, reference, expected, tolerance, against="expected")
-    trace_divergence = None
-    if expected_trace is not None:
-        from .trace import first_divergence, trace
+    notes = report_notes(spec, batch_size)
+    build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
+    loaded = None
+    if keras:
+        refuse_keras_on_dump(spec)
+        from .keras_runner import KerasRunner, load_keras  # the only TensorFlow import, done late
 
-        port, sample = expected_trace
-        ours = trace(spec, inputs, sample=sample, semantics=chosen, dtype=np.dtype(dtype))
-        shared = [k for k in ours if k in port]
-        if not shared:
-            raise BadInputError(
-                f"{spec.source}: the expected trace has none of the keys of this model's trace (e.g. {list(ours)[:3]})"
-            )
-        trace_divergence = first_divergence(
-            ours, port, tolerance.atol, tolerance.rtol, [layer.name for layer in spec.layers]
+        loaded = load_keras(
+            spec.source,
+            spec.file_format,
+            spec.semantics,
+            [(layer.class_name, layer.config) for layer in spec.layers],
+            trust_model_code,
         )
-    alone = CheckReport(  # the reference alone; the Keras side fills in the rest
+        keras_side = [KerasRunner(loaded, batch_size, bool(stateful_layers(spec)), len(spec.output_names))]
+    else:
+        keras_side = []
+    runners: list[Runner] = [*keras_side, *([expected] if expected is not None else []), *exports]
+    flow = run_flow(
+        spec,
+        stream,
+        runners,
+        semantics=chosen,
+        dtype=dtype,
+        tolerance=tolerance,
+        batch_size=batch_size,
+        record=inputs is not None,
+        classes=top1_outputs(spec, rules, classes),
+        show_progress=show_progress,
+    )
+    judged = []
+    reduced = reduced_precision(spec)
+    for side, result in zip(runners, flow.comparisons, strict=True):
+        chosen_profile = profile or default_profile(side.info, reduced)
+        if profile is None and chosen_profile != "float32":
+            why = f"computes in {reduced} (the model's dtype policy)" if side.info.kind == "keras" else None
+            why = why or "has quantized weights"
+            notes.append(f"{side.info.label} {why}: judged under the {chosen_profile} profile")
+        judged.append(apply_profile(result, chosen_profile, rules))
+    results = iter(judged)
+    comparison = next(results) if keras_side else None
+    against_expected = replace(next(results), against="expected") if expected is not None else None
+    for side in runners[len(keras_side) :]:
+        notes += [f"{side.info.label}: {note}" for note in side.info.notes]
+    trace_divergence = None
+    if expected_trace is not None and inputs is not None:
+        trace_divergence = _trace_divergence(spec, inputs, expected_trace, chosen, dtype, tolerance)
+    rows = None
+    if layerwise and loaded is not None and inputs is not None:
+        recorded = forward_batches(
+            spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size, record=True
+        )
+        rows = tuple(layerwise_rows(spec, recorded.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
+    if not keras and against_expected is None and not exports:
+        notes.append("Keras not run (--no-keras): nothing compared")
+    return CheckReport(
         spec=spec,
         semantics=chosen,
         semantics_forced=semantics is not None,
-        keras_package="",
-        keras_version="",
+        keras_package=loaded.package if loaded else "",
+        keras_version=loaded.version if loaded else "",
         reference_dtype=str(np.dtype(dtype)),
-        input_shapes=tuple(x.shape for x in inputs),
-        weights=None,
-        comparison=None,
-        reference_outputs=tuple(reference),
+        input_shapes=tuple(tuple(reader.shape) for reader in stream.readers),
+        weights=check_weights(spec, loaded.layer_weights()) if loaded else None,
+        comparison=comparison,
+        reference_outputs=tuple(flow.reference or ()),
+        notes=tuple(notes),
         expected=against_expected,
+        keras_outputs=tuple(flow.outputs[0] or ()) if keras_side else (),
+        layerwise=rows,
         trace_divergence=trace_divergence,
         trace_compared=expected_trace is not None,
+        exports=tuple(judged[len(runners) - len(exports) :]),
+        sides=tuple(side.info for side in exports),
+        independence=tuple(flow.independence),
     )
-    if not keras:
-        if against_expected is None:
-            notes.append("Keras not run (--no-keras): nothing compared")
-        return replace(alone, notes=tuple(notes))
-    refuse_keras_on_dump(spec)
-    from .keras_runner import run_keras  # the only TensorFlow import, done late
 
-    run = run_keras(
-        spec.source,
-        spec.file_format,
-        spec.semantics,
-        inputs,
-        batch_size=batch_size,
-        layers=[(layer.class_name, layer.config) for layer in spec.layers],
-        trust_model_code=trust_model_code,
-        layer_outputs=layerwise,
-    )
-    if len(run.outputs) != len(reference):
-        raise KerasSideError(
-            f"{spec.source}: Keras returned {len(run.outputs)} outputs, the config declares {len(reference)}"
+
+def _trace_divergence(
+    spec: ModelSpec,
+    inputs: list[np.ndarray],
+    expected_trace: tuple[dict[str, np.ndarray], int],
+    semantics: str,
+    dtype: str,
+    tolerance: Tolerance,
+) -> dict | None:
+    """Where a port's trace (--expected-trace) first departs from ours, or None."""
+    from .trace import first_divergence, trace
+
+    port, sample = expected_trace
+    ours = trace(spec, inputs, sample=sample, semantics=semantics, dtype=np.dtype(dtype))
+    if not any(k in port for k in ours):
+        raise BadInputError(
+            f"{spec.source}: the expected trace has none of the keys of this model's trace (e.g. {list(ours)[:3]})"
         )
-    comparison = compare_outputs(spec.output_names, reference, run.outputs, tolerance)
-    rows = None
-    if layerwise:
-        rows = tuple(layerwise_rows(spec, recorded.layer_outputs, run.layer_outputs or {}, tolerance))
-    return replace(
-        alone,
-        keras_package=run.package,
-        keras_version=run.version,
-        weights=check_weights(spec, run.layer_weights),
-        comparison=comparison,
-        notes=tuple(notes),
-        keras_outputs=tuple(run.outputs),
-        layerwise=rows,
-    )
+    return first_divergence(ours, port, tolerance.atol, tolerance.rtol, [layer.name for layer in spec.layers])
+
+
+def default_profile(side: RunnerInfo, reduced: str | None = None) -> str:
+    """float32 (atol/rtol), except: an export whose weights are quantized, int8 (float16 when they are
+    float16); Keras running a model whose dtype policy is mixed_float16/float16 (or bfloat16), that
+    precision's profile (the reference computes the true math)."""
+    if side.kind == "keras":
+        return reduced or "float32"
+    if not side.census.get("quantized"):
+        return "float32"
+    return "float16" if list(side.census.get("quantized_types") or []) == ["float16"] else "int8"
 
 
 def refuse_keras_on_dump(spec: ModelSpec) -> None:

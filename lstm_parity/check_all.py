@@ -36,6 +36,11 @@ KNOWN_KEYS = {
     "semantics",
     "dtype",
     "batch_size",
+    "against",  # exported models to gate too (paths relative to the TOML file), as check --against
+    "profile",
+    "require",
+    "classes",
+    "allow_external_data",
 }
 
 
@@ -74,6 +79,7 @@ def load_jobs(config_path: str | None) -> list[Job]:
         for key in ("path", "input", "expected"):
             if isinstance(merged.get(key), str):
                 merged[key] = os.path.join(base, merged[key])
+        merged["against"] = [os.path.join(base, str(p)) for p in _as_list(merged.get("against", []))]
         jobs.append(Job(name=str(merged.pop("name", entry["path"])), path=merged.pop("path"), options=merged))
     return jobs
 
@@ -83,16 +89,21 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
     from .check import run_check
     from .cli_support import load_expected, make_inputs, parse_tolerance
     from .formats import open_model
+    from .profiles import parse_require
+    from .runners.open import fixed_timesteps, open_export
 
     options = job.options
+    exports = []
     try:
         spec = open_model(job.path)
+        for path in options.get("against", []):
+            exports.append(open_export(path, spec, bool(options.get("allow_external_data", False))))
         inputs = make_inputs(
             spec,
             options.get("input"),
             int(options.get("samples", 4)),
             int(options.get("seed", 0)),
-            int(options.get("timesteps", 12)),
+            fixed_timesteps(exports) or int(options.get("timesteps", 12)),
             str(options.get("range", "-1,1")),
         )
         expected = load_expected(spec, options["expected"]) if options.get("expected") else None
@@ -106,14 +117,21 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
             batch_size=int(options.get("batch_size", 32)),
             keras=not options.get("no_keras", False),
             expected=expected,
+            exports=exports,
+            profile=options.get("profile"),
+            rules=[parse_require(text) for text in _as_list(options.get("require", []))],
+            classes=bool(options.get("classes", False)),
         )
         return job.name, report, EXIT_PASS if report.passed else EXIT_PARITY_FAILURE, None
     except LstmParityError as exc:
         return job.name, None, exc.exit_code, exc.message
     except Exception as exc:  # a bug of ours must not hide the other models
         return job.name, None, 5, f"internal error: {type(exc).__name__}: {exc}"
+    finally:
+        for runner in exports:
+            runner.close()
 
 
 def _as_list(value: object) -> list[str]:
-    """A TOML tolerance: one value, or a list of OUTPUT=VALUE strings."""
+    """A TOML value that may be one string or a list of them (tolerances, against, require)."""
     return [str(x) for x in value] if isinstance(value, list) else [str(value)]

@@ -18,10 +18,11 @@ EXIT_INTERNAL = 5
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  pass (check) / success
-  1  parity failure: outputs differ beyond tolerance, or weights read differ from Keras'
-  2  bad usage, or an unreadable/invalid model or input file
+  1  parity failure: outputs differ beyond tolerance, weights read differ from Keras',
+     or an export carries state between invocations
+  2  bad usage, or an unreadable/invalid model, input or export file
   3  the model uses a layer or option the reference does not implement
-  4  the Keras side could not be imported, load the file, or predict
+  4  Keras or an export's runtime could not be imported, load the file, or run
   5  internal error in lstm-parity (re-run with --debug and report it)"""
 
 
@@ -167,7 +168,9 @@ Examples:
   lstm-parity check model.keras x.npy --atol 1e-6 --json report.json
   lstm-parity check old_keras2.h5 x.npy --semantics keras3   # shows the hard_sigmoid change
   lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config
-  lstm-parity check model.h5 test_set.npy --chunk-size 20000   # any size: Keras fed the same chunks"""
+  lstm-parity check model.h5 test_set.npy --chunk-size 20000   # any size: Keras fed the same chunks
+  lstm-parity check model.keras x.npy --against model.onnx --against model.tflite   # gate the exports
+  lstm-parity check model.keras x.npy --no-keras --against model_int8.tflite --profile int8"""
     + "\n\n"
     + EXIT_CODES_HELP
 )
@@ -203,6 +206,42 @@ Examples:
     type=click.Path(),
     help="Outputs produced elsewhere (your port, another runtime): .npy for one output, .npz keyed by "
     "output name or y0, y1, ...; compared with the reference. Needs no TensorFlow with --no-keras.",
+)
+@click.option(
+    "--against",
+    "against",
+    multiple=True,
+    type=click.Path(),
+    help="An exported model to gate as well (repeatable): .onnx runs in ONNX Runtime (extra [onnx]), "
+    ".tflite in LiteRT (extra [tflite]). Each export is compared with the reference, and run a second "
+    "time (same session, no reset) to catch state carried between invocations.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["float32", "float16", "bfloat16", "int8"]),
+    help="The pass rule. float32: every element within atol/rtol (the default). float16, bfloat16 and "
+    "int8, for reduced-precision or quantized exports: cosine, SNR and relative L2 thresholds measured "
+    "on such exports (see the README). A .tflite with quantized weights defaults to int8, a model whose "
+    "dtype policy is mixed_float16 (mixed_bfloat16) to float16 (bfloat16) for the Keras side.",
+)
+@click.option(
+    "--require",
+    "requires",
+    multiple=True,
+    metavar="[OUTPUT:]METRIC>=X",
+    help="An extra rule (repeatable), e.g. 'dense:snr_db>=40' or 'top1>=0.99'. Metrics: max_abs, max_rel, "
+    "mean_abs, cosine, snr_db, rel_l2, top1.",
+)
+@click.option(
+    "--classes",
+    is_flag=True,
+    help="Every output's last axis holds class scores: also report top-1 agreement (automatic for softmax "
+    "and sigmoid outputs).",
+)
+@click.option(
+    "--allow-external-data",
+    is_flag=True,
+    help="Let an .onnx file load weights from external files in its own folder (refused by default).",
 )
 @click.option("--no-keras", is_flag=True, help="Do not run Keras (no TensorFlow): only the reference, and --expected.")
 @click.option(
@@ -259,6 +298,11 @@ def check(
     semantics: str | None,
     batch_size: int,
     expected: str | None,
+    against: tuple[str, ...],
+    profile: str | None,
+    requires: tuple[str, ...],
+    classes: bool,
+    allow_external_data: bool,
     no_keras: bool,
     save_outputs: str | None,
     json_path: str | None,
@@ -275,7 +319,8 @@ def check(
     value_range: str,
     save_inputs: str | None,
 ) -> None:
-    """Compare the NumPy reference with Keras model.predict (and/or with --expected outputs) on INPUT.
+    """Compare the NumPy reference with Keras model.predict, with --expected outputs and with exported
+    models (--against) on INPUT.
 
     MODEL is a .h5 or .keras file; INPUT a .npy of shape (batch, time, features), or
     (time, features) for one sample, or an .npz keyed by input name or x0, x1, ... for several
@@ -288,10 +333,13 @@ def check(
     from .check import run_check
     from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
+    from .profiles import parse_require
+    from .runners.open import fixed_timesteps, open_export
     from .streaming import stream_check, worth_streaming
 
-    protected = [model] + [p for p in (input_file, expected, expected_trace) if p]
+    protected = [model, *against] + [p for p in (input_file, expected, expected_trace) if p]
     tolerance = parse_tolerance(list(atol), list(rtol))
+    rules = [parse_require(text) for text in requires]
     spec = open_model(model)
     whole_arrays = [
         name
@@ -308,38 +356,55 @@ def check(
             f"{input_file}: --chunk-size streams INPUT and keeps no whole arrays; "
             f"{', '.join(whole_arrays)} need them (drop --chunk-size)"
         )
-    if worth_streaming(input_file, chunk_size) and not whole_arrays:
-        report = stream_check(
-            spec,
-            input_file,
-            semantics=semantics,
-            dtype=dtype,
-            tolerance=tolerance,
-            batch_size=batch_size,
-            keras=not no_keras,
-            trust_model_code=trust_model_code,
-            expected_path=expected,
-            chunk_rows=chunk_size,
-            show_progress=not quiet,
-        )
-    else:
-        inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
-        expected_outputs = load_expected(spec, expected) if expected else None
-        console = None if quiet or json_path == "-" else _console()
-        with console.status("computing the reference and running Keras...") if console else contextlib.nullcontext():
-            report = run_check(
+    exports = []
+    try:
+        for path in against:
+            exports.append(open_export(path, spec, allow_external_data))
+        if worth_streaming(input_file, chunk_size) and not whole_arrays:
+            report = stream_check(
                 spec,
-                inputs,
+                input_file,
                 semantics=semantics,
                 dtype=dtype,
                 tolerance=tolerance,
                 batch_size=batch_size,
                 keras=not no_keras,
                 trust_model_code=trust_model_code,
-                expected=expected_outputs,
-                layerwise=layerwise,
-                expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None,
+                expected_path=expected,
+                exports=exports,
+                profile=profile,
+                rules=rules,
+                classes=classes,
+                chunk_rows=chunk_size,
+                show_progress=not quiet,
             )
+        else:
+            timesteps = fixed_timesteps(exports) or timesteps  # an export with a fixed length sets it
+            inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+            expected_outputs = load_expected(spec, expected) if expected else None
+            console = None if quiet or json_path == "-" else _console()
+            status = console.status("computing the reference and running the other sides...") if console else None
+            with status or contextlib.nullcontext():
+                report = run_check(
+                    spec,
+                    inputs,
+                    semantics=semantics,
+                    dtype=dtype,
+                    tolerance=tolerance,
+                    batch_size=batch_size,
+                    keras=not no_keras,
+                    trust_model_code=trust_model_code,
+                    expected=expected_outputs,
+                    layerwise=layerwise,
+                    expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None,
+                    exports=exports,
+                    profile=profile,
+                    rules=rules,
+                    classes=classes,
+                )
+    finally:
+        for runner in exports:
+            runner.close()
     code = EXIT_PASS if report.passed else EXIT_PARITY_FAILURE
     _emit_check(report, code, json_path, junit_path, quiet, protected)
     if save_outputs:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import KerasSideError
+from .quiet_stderr import quiet_stderr
 
 PACKAGE_FOR_SEMANTICS = {"keras2": "tf_keras", "keras3": "keras"}
 EXTENSION_FOR_FORMAT = {"legacy-h5": ".h5", "keras-zip": ".keras"}
@@ -35,31 +35,12 @@ class KerasRun:
     layer_outputs: dict[str, list[np.ndarray]] | None = None
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence TensorFlow's C++ start-up chatter, which bypasses Python's logging."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def import_keras(package: str) -> Any:
     """Import `keras` or `tf_keras` quietly; raises KerasSideError naming the extra to install."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             if package == "tf_keras":
                 import tf_keras as module
             else:
@@ -131,7 +112,7 @@ class KerasModel:
     def predict(self, inputs: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
         """`model.predict` on float32 `inputs`; raises KerasSideError."""
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 return _as_list(self.model.predict(_feed(inputs), batch_size=batch_size, verbose=0))
         except Exception as exc:
             raise KerasSideError(f"{self.where} failed to predict: {_first_line(exc)}") from None
@@ -152,6 +133,29 @@ def reset_states(model: Any) -> None:
     for layer in model.layers:
         if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
             layer.reset_states()
+
+
+class KerasRunner:
+    """A loaded Keras model as a check flow runner (runners/base.py): `predict` is `model.predict`
+    on each chunk in turn, so a stateful model carries its states from chunk to chunk as it does
+    from batch to batch."""
+
+    def __init__(self, loaded: KerasModel, batch_size: int, stateful: bool, output_count: int):
+        self.loaded, self.batch_size, self.output_count = loaded, batch_size, output_count
+        from .runners.base import RunnerInfo
+
+        self.info = RunnerInfo(kind="keras", label="keras", version=loaded.version, stateful_model=stateful)
+
+    def predict(self, inputs: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+        outputs = self.loaded.predict(inputs, self.batch_size)
+        if len(outputs) != self.output_count:
+            raise KerasSideError(
+                f"{self.loaded.where}: Keras returned {len(outputs)} outputs, the config declares {self.output_count}"
+            )
+        return outputs
+
+    def close(self) -> None:
+        pass
 
 
 def _feed(inputs: list[np.ndarray]) -> Any:
@@ -182,7 +186,7 @@ def load_keras(
     where = f"{path}: {package} {module.__version__}"
     with _with_extension(path, file_format) as loadable:
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 if package == "keras":
                     model = module.models.load_model(loadable, compile=False, safe_mode=not trust_model_code)
                 else:
@@ -232,7 +236,7 @@ def _layer_outputs(module: Any, model: Any, feed: Any, batch_size: int, where: s
         owners.append((layer.name, len(out)))
     try:
         probe = module.Model(model.inputs, tensors)
-        with _quiet_stderr():
+        with quiet_stderr():
             values = _as_list(probe.predict(feed, batch_size=batch_size, verbose=0))
     except Exception as exc:
         raise KerasSideError(f"{where} could not expose per-layer outputs: {_first_line(exc)}") from None
@@ -258,7 +262,7 @@ def _stateful_layer_outputs(
     (x,) = inputs
     batches: list[list[np.ndarray]] = []
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             for start in range(0, x.shape[0], batch_size):
                 h, row = x[start : start + batch_size], []  # (batch, time, features)
                 for layer in model.layers:

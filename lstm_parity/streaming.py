@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
 from .arrays import check_batches, check_layout, check_values, select_inputs
 from .chunked_io import ChunkWriter, as_loaded, close_all, input_bytes, open_rows
-from .compare import ComparisonResult, OutputAccumulator, Tolerance
-from .errors import BadInputError, KerasSideError
+from .compare import Tolerance
+from .errors import BadInputError
 from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from .profiles import Rule
+    from .runners.base import Runner
 
 CHUNK_BYTES = 32 * 1024**2  # input bytes per chunk unless --chunk-size says otherwise
 
@@ -155,98 +159,56 @@ def stream_check(
     keras: bool = True,
     trust_model_code: bool = False,
     expected_path: str | None = None,
+    exports: Sequence[Runner] = (),
+    profile: str | None = None,
+    rules: Sequence[Rule] = (),
+    classes: bool | Collection[str] = False,
     chunk_rows: int | None = None,
     show_progress: bool = True,
 ):
-    """`check` on INPUT chunk by chunk: reference and Keras on the same chunks, compared into running
-    totals (worst index in the whole input), weights checked once. Returns a CheckReport without the
-    output arrays. Stateful models are not streamed here (Keras would carry states between calls)."""
-    from .check import CheckReport, check_weights, refuse_keras_on_dump, report_notes
+    """`check` on INPUT chunk by chunk (the check flow over a memory-mapped stream): the reference,
+    Keras, the expected outputs and every export on the same chunks, compared into running totals
+    (worst index in the whole input), weights checked once. Returns a CheckReport without the output
+    arrays. Stateful models are checked in one pass (omit --chunk-size)."""
+    from .check import check_stream
+    from .runners.expected import expected_from_file
 
     if stateful_layers(spec):
         raise BadInputError(f"{spec.source}: a stateful model is checked in one pass; omit --chunk-size")
-    tolerance = tolerance or Tolerance()
-    chosen = semantics or spec.semantics
-    names = spec.output_names
     stream = open_stream(spec, input_path, chunk_rows, batch_size)
-    expected_found: dict = {}
-    expected_readers: list = []
+    expected = None
     try:
-        if expected_path:
-            from .cli_support import select_outputs
-
-            expected_found = open_rows(expected_path)
-            expected_readers = select_outputs(spec, as_loaded(expected_found), expected_path)
-        loaded = None
-        if keras:
-            refuse_keras_on_dump(spec)
-            from .keras_runner import load_keras  # the only TensorFlow import, done late
-
-            loaded = load_keras(
-                spec.source,
-                spec.file_format,
-                spec.semantics,
-                [(layer.class_name, layer.config) for layer in spec.layers],
-                trust_model_code,
-            )
-        against_keras = [OutputAccumulator(n, *tolerance.of(n)) for n in names]
-        against_expected = [OutputAccumulator(n, *tolerance.of(n)) for n in names]
-        with progress(stream.total, stream.rows, "check", show_progress) as advance:
-            for start, stop, inputs in stream.chunks():
-                reference = predict_batches(spec, inputs, semantics=chosen, dtype=np.dtype(dtype))
-                if loaded is not None:
-                    theirs = loaded.predict(inputs, batch_size)
-                    if len(theirs) != len(reference):
-                        raise KerasSideError(
-                            f"{spec.source}: Keras returned {len(theirs)} outputs, the config declares {len(reference)}"
-                        )
-                    for acc, ours, other in zip(against_keras, reference, theirs, strict=True):
-                        acc.add(ours, other)
-                if expected_readers:  # one per output (select_outputs checked)
-                    for acc, ours, reader in zip(against_expected, reference, expected_readers, strict=True):
-                        if tuple(reader.shape) == (stream.total, *ours.shape[1:]):
-                            acc.add(ours, reader.read(start, stop))
-                        else:
-                            acc.shape_mismatch = (
-                                f"reference {(stream.total, *ours.shape[1:])} vs other {tuple(reader.shape)}"
-                            )
-                advance(stop - start)
+        expected = expected_from_file(spec, expected_path) if expected_path else None
+        report = check_stream(
+            spec,
+            stream,
+            semantics=semantics,
+            dtype=dtype,
+            tolerance=tolerance,
+            batch_size=batch_size,
+            keras=keras,
+            trust_model_code=trust_model_code,
+            expected=expected,
+            exports=exports,
+            profile=profile,
+            rules=rules,
+            classes=classes,
+            show_progress=show_progress,
+        )
     finally:
         stream.close()
-        close_all(expected_found)
-    notes = report_notes(spec, batch_size) + [
-        f"streamed {stream.total} samples from {input_path} in chunks of {stream.rows} (Keras fed the same chunks)"
-    ]
-    expected = None
-    if expected_path:
-        expected = ComparisonResult(
-            tuple(a.result() for a in against_expected), tolerance.atol, tolerance.rtol, against="expected"
-        )
-    alone = CheckReport(  # the reference alone; the Keras side fills in the rest
-        spec=spec,
-        semantics=chosen,
-        semantics_forced=semantics is not None,
-        keras_package="",
-        keras_version="",
-        reference_dtype=str(np.dtype(dtype)),
-        input_shapes=tuple(tuple(r.shape) for r in stream.readers),
-        weights=None,
-        comparison=None,
-        expected=expected,
-    )
-    if loaded is None:
-        if expected is None:
-            notes.append("Keras not run (--no-keras): nothing compared")
-        return replace(alone, notes=tuple(notes))
-    comparison = ComparisonResult(tuple(a.result() for a in against_keras), tolerance.atol, tolerance.rtol)
-    return replace(
-        alone,
-        keras_package=loaded.package,
-        keras_version=loaded.version,
-        weights=check_weights(spec, loaded.layer_weights()),
-        comparison=comparison,
-        notes=tuple(notes),
-    )
+        if expected is not None:
+            expected.close()
+    note = f"streamed {stream.total} samples from {input_path} in chunks of {stream.rows}"
+    note += " (Keras fed the same chunks)" if keras else ""
+    return replace(report, notes=(*report.notes, note))
+
+
+def array_stream(inputs: list[np.ndarray]) -> Stream:
+    """Arrays already in memory (batch first, validated) as a stream of one chunk."""
+    readers = [ArrayRows(np.asarray(x)) for x in inputs]
+    total = readers[0].shape[0]
+    return Stream("(arrays)", readers, [f"input {i}" for i in range(len(readers))], total, total)
 
 
 def worth_streaming(path: str | None, chunk_rows: int | None) -> TypeGuard[str]:

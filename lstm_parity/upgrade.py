@@ -256,7 +256,8 @@ def run_upgrade(
 
     from .compare import compare_outputs
     from .errors import KerasSideError
-    from .keras_runner import _quiet_stderr, import_keras
+    from .keras_runner import import_keras
+    from .quiet_stderr import quiet_stderr
     from .reference.forward import fixed_batch_size, predict_batches
 
     plans = plan_model(spec)
@@ -278,7 +279,7 @@ def run_upgrade(
     dropped: list[DroppedKey] = []
     try:
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 model = build_keras3_model(keras, spec, plans, dropped)
                 model.save(temporary)
                 reloaded = keras.models.load_model(temporary)

@@ -51,7 +51,7 @@ def test_exit_1_tolerance_too_tight_reports_needed_atol(run_cli, tmp_path):
 def test_json_to_stdout(run_cli):
     result = run_cli("check", KERAS2, KERAS2_X, "--json", "-")
     data = json.loads(result.stdout)
-    assert data["schema_version"] == 1 and data["passed"] is True and data["exit_code"] == 0
+    assert data["schema_version"] == 2 and data["passed"] is True and data["exit_code"] == 0
     assert data["keras"]["package"] == "tf_keras"
     assert data["reference"] == {"dtype": "float64", "semantics": "keras2", "semantics_source": "file"}
     assert data["weights"]["identical"] is True and data["weights"]["arrays"] == 5

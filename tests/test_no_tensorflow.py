@@ -1,4 +1,5 @@
-"""The NumPy side never needs TensorFlow: prove it in fresh interpreters where it cannot be imported."""
+"""The NumPy side never needs TensorFlow (nor ONNX Runtime or LiteRT): prove it in fresh interpreters where
+they cannot be imported."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from conftest import ROOT, SAMPLES
 
 BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
-    BLOCKED = ("tensorflow", "keras", "tf_keras")
+    BLOCKED = ("tensorflow", "keras", "tf_keras", "onnxruntime", "onnx", "ai_edge_litert", "tf2onnx")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
@@ -43,7 +44,8 @@ def test_predict_and_dump_run_without_tensorflow(tmp_path):
                 cli(args, standalone_mode=False)
             except SystemExit as exc:
                 assert not exc.code, exc.code
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
+        runtimes = ("tensorflow", "keras", "tf_keras", "onnxruntime", "onnx", "ai_edge_litert", "tf2onnx")
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in runtimes)
         print("LOADED", loaded)
     """)
     assert proc.returncode == 0, proc.stderr

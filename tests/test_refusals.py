@@ -65,7 +65,7 @@ def _edit_config(path, old: str, new: str) -> None:
             "(Conv1D): option data_format='channels_first' is not supported (supported: channels_last)",
         ),
         ('"padding": "valid"', '"padding": "reflect"', "(Conv1D): option padding='reflect'"),
-        ('"dtype": "float32", "filters"', '"dtype": "mixed_float16", "filters"', "option dtype='mixed_float16'"),
+        ('"dtype": "float32", "filters"', '"dtype": "float8_e4m3fn", "filters"', "option dtype='float8_e4m3fn'"),
     ],
 )
 def test_unsupported_options_are_named(old, new, fragment, tmp_path, run_cli):

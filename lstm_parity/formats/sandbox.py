@@ -28,10 +28,11 @@ def read_timeout() -> float:
         return 60.0
 
 
-def run_isolated(fn: Callable[[str], Any], path: str) -> Any:
+def run_isolated(fn: Callable[[str], Any], path: str, what: str = "the HDF5/zip library") -> Any:
     """`fn(path)` in a forked child; its result, or its LstmParityError re-raised here.
 
-    Raises BadInputError when the child overruns the timeout or dies without answering.
+    Raises BadInputError when the child overruns the timeout or dies without answering; `what` names
+    the library that crashed in that message.
     """
     if not hasattr(os, "fork") or os.environ.get("LSTM_PARITY_NO_SANDBOX") == "1":
         return fn(path)
@@ -74,7 +75,7 @@ def run_isolated(fn: Callable[[str], Any], path: str) -> Any:
         how = (
             f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
         )
-        raise BadInputError(f"{path}: the HDF5/zip library crashed reading the file ({how}); it is corrupt")
+        raise BadInputError(f"{path}: {what} crashed reading the file ({how}); it is corrupt")
     payload = pickle.loads(b"".join(chunks))  # our own child's answer, not file content
     if payload[0] == "ok":
         return payload[1]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
-from ..spec import LayerSpec
+from ..spec import LayerSpec, ModelSpec
 from .quiet import float_quiet
 
 Mask = np.ndarray | None
@@ -93,12 +93,28 @@ def unsupported_option(ctx: Context, layer: LayerSpec, option: str, value: Any, 
     return UnsupportedError(f"{where(ctx, layer)}: option {option}={value!r} is not supported (supported: {supported})")
 
 
-def check_dtype_policy(layer: LayerSpec, ctx: Context) -> None:
-    policy = layer.config.get("dtype")
+# Reduced-precision policies: Keras computes in float16/bfloat16, the reference the true math (in
+# ctx.dtype); the check judges Keras' side under the matching profile (see reduced_precision).
+REDUCED_POLICIES = {
+    "mixed_float16": "float16",
+    "float16": "float16",
+    "mixed_bfloat16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
+
+
+def dtype_policy(config: dict) -> str | None:
+    """The layer's dtype policy name (a plain string in Keras 2, a DTypePolicy object in Keras 3)."""
+    policy = config.get("dtype")
     if isinstance(policy, dict):
         policy = (policy.get("config") or {}).get("name")
-    if policy not in (None, "float32", "float64", "int32", "int64"):
-        raise unsupported_option(ctx, layer, "dtype", policy, "float32, float64")
+    return policy if isinstance(policy, str) else None
+
+
+def check_dtype_policy(layer: LayerSpec, ctx: Context) -> None:
+    policy = dtype_policy(layer.config)
+    if policy not in (None, "float32", "float64", "int32", "int64", *REDUCED_POLICIES):
+        raise unsupported_option(ctx, layer, "dtype", policy, "float32, float64, " + ", ".join(REDUCED_POLICIES))
 
 
 @float_quiet
@@ -168,3 +184,15 @@ def build_layer(layer: LayerSpec, ctx: Context) -> LayerFn:
 
 def _load_families() -> None:
     from . import conv, core, merge, rnn_layers  # noqa: F401 - imported for effect: they register their classes
+
+
+def reduced_precision(spec: ModelSpec) -> str | None:
+    """ "float16" or "bfloat16" when some layer (or wrapped layer) computes in it under its Keras dtype
+    policy (bfloat16 when both occur: the looser), else None."""
+    found = set()
+    for layer in spec.layers:
+        for config in (layer.config, (layer.config.get("layer") or {}).get("config") or {}):
+            policy = dtype_policy(config) if isinstance(config, dict) else None
+            if policy in REDUCED_POLICIES:
+                found.add(REDUCED_POLICIES[policy])
+    return "bfloat16" if "bfloat16" in found else "float16" if found else None

@@ -10,8 +10,9 @@ from typing import Any
 from .. import __version__
 from ..check import CheckReport
 from ..compare import NAN_RULE, ComparisonResult
+from ..runners.base import RunnerInfo
 
-CHECK_SCHEMA_VERSION = 1
+CHECK_SCHEMA_VERSION = 2  # 2: metrics, profiles, exports (--against) and their second passes
 SCHEMA_PATH = Path(__file__).with_name("check_report.schema.json")
 
 
@@ -20,10 +21,12 @@ def _finite(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
-def comparison_to_dict(comparison: ComparisonResult) -> dict[str, Any]:
+def comparison_to_dict(comparison: ComparisonResult, runtime: RunnerInfo | None = None) -> dict[str, Any]:
     return {
         "against": comparison.against,
         "passed": comparison.passed,
+        "profile": comparison.profile,
+        "runtime": None if runtime is None else runtime_to_dict(runtime),
         "tolerance": {"atol": comparison.atol, "rtol": comparison.rtol, "rule": comparison.rule, "nan_rule": NAN_RULE},
         "outputs": [
             {
@@ -41,9 +44,26 @@ def comparison_to_dict(comparison: ComparisonResult) -> dict[str, Any]:
                 "min_atol_to_pass": _finite(out.min_atol_to_pass),
                 "nan_mismatches": out.nan_mismatches,
                 "shape_mismatch": out.shape_mismatch or None,
+                "cosine": _finite(out.cosine),
+                "snr_db": _finite(out.snr_db),
+                "rel_l2": _finite(out.rel_l2),
+                "timestep_max_abs": [_finite(v) for v in out.timestep_max_abs],
+                "top1_agreement": out.top1_agreement,
+                "failed_rules": list(out.failed_rules),
             }
             for out in comparison.outputs
         ],
+    }
+
+
+def runtime_to_dict(info: RunnerInfo) -> dict[str, Any]:
+    return {
+        "kind": info.kind,
+        "version": info.version,
+        "path": info.path,
+        "matching": info.matching,
+        "notes": list(info.notes),
+        "census": info.census,
     }
 
 
@@ -78,7 +98,19 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
             "values": weights.values,
             "mismatches": list(weights.mismatches),
         },
-        "comparisons": [comparison_to_dict(c) for c in report.comparisons],
+        "comparisons": [
+            comparison_to_dict(c, runtime) for c, runtime in zip(report.comparisons, _runtimes(report), strict=True)
+        ],
+        "second_passes": [
+            {
+                "against": s.label,
+                "rows": s.rows,
+                "max_diff": _finite(s.max_diff),
+                "passed": s.passed,
+                "message": s.message,
+            }
+            for s in report.independence
+        ],
         "layerwise": None
         if report.layerwise is None
         else [{**row, "max_abs_diff": _finite(row["max_abs_diff"])} for row in report.layerwise],
@@ -92,3 +124,8 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
 
 def render_check_json(report: CheckReport, exit_code: int) -> str:
     return json.dumps(check_to_dict(report, exit_code), indent=2, allow_nan=False) + "\n"
+
+
+def _runtimes(report: CheckReport) -> list[RunnerInfo | None]:
+    """Which runtime computed each comparison's other side: None for Keras and an expected file."""
+    return [None] * (len(report.comparisons) - len(report.sides)) + list(report.sides)

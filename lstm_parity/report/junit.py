@@ -41,6 +41,12 @@ def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]],
                         f"allowed atol {out.atol:g}"
                     )
                     ET.SubElement(case, "failure", message=detail).text = detail
+        for second in report.independence:
+            case = ET.SubElement(cases, "testcase", classname=name, name=f"{second.label} second pass, no reset")
+            count += 1
+            if not second.passed:
+                ET.SubElement(case, "failure", message=second.message).text = second.message
+                fail += 1
         if not report.comparisons:
             ET.SubElement(cases, "testcase", classname=name, name="reference ran")
             count += 1

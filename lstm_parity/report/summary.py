@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import __version__
 from ..check_all import Job, run_job
-from .json_report import check_to_dict
+from .json_report import CHECK_SCHEMA_VERSION, check_to_dict
 from .text import num
 
 RESULT = {
@@ -156,7 +156,7 @@ def summary_json(results: list[tuple[str, Any, int, str | None]], code: int) -> 
     return (
         json.dumps(
             {
-                "schema_version": 1,
+                "schema_version": CHECK_SCHEMA_VERSION,
                 "tool": {"name": "lstm-parity", "version": __version__},
                 "models": models,
                 "summary": summary,

@@ -86,6 +86,7 @@ def header_lines(report: CheckReport) -> list[tuple[str, str]]:
         ("input", ", ".join(str(shape) for shape in report.input_shapes)),
     ]
     pairs += [("note", note) for note in report.notes]
+    pairs += export_pairs(report)
     weights = report.weights
     if weights is not None:
         pairs.append(
@@ -97,24 +98,46 @@ def header_lines(report: CheckReport) -> list[tuple[str, str]]:
             )
         )
     if report.comparisons:
-        first = report.comparisons[0]
-        pairs.append(
-            (
-                "rule",
-                f"{first.rule}  (atol={first.atol:g}, rtol={first.rtol:g}; per-output overrides in the atol column)",
-            )
-        )
+        rules = {c.rule for c in report.comparisons}
+        if len(rules) == 1:
+            pairs.append(("rule", _rule_text(report.comparisons[0])))
+        else:  # a quantized export, or Keras on a float16 model, judged under another profile
+            pairs += [("rule", f"vs {c.against}: {_rule_text(c)}") for c in report.comparisons]
         pairs.append(("nan", NAN_RULE))
     return pairs
 
 
+def _rule_text(comparison: ComparisonResult) -> str:
+    """The pass rule of one comparison; the tolerances where the elementwise rule applies."""
+    if comparison.profile != "float32":
+        return comparison.rule
+    return (
+        f"{comparison.rule}  (atol={comparison.atol:g}, rtol={comparison.rtol:g}; "
+        "per-output overrides in the atol column)"
+    )
+
+
 def output_notes(out: OutputComparison) -> list[str]:
-    """What no table column holds about one output: a shape mismatch, NaN on one side only."""
+    """What no table column holds about one output: a shape mismatch, NaN on one side only, the
+    whole-output metrics, where along the sequence the error is largest, and failed profile rules."""
     notes = []
     if out.shape_mismatch:
         notes.append(f"shapes differ: {out.shape_mismatch}")
+        return notes
     if out.nan_mismatches:
         notes.append(f"{out.nan_mismatches} NaN values on one side only")
+    metrics = f"cosine {out.cosine:.6g}, SNR {num(out.snr_db)} dB, relative L2 {num(out.rel_l2)}"
+    if out.top1_agreement is not None:
+        metrics += f", top-1 agreement {100 * out.top1_agreement:.2f}% of {out.top1_rows} rows"
+    notes.append(metrics)
+    if len(out.timestep_max_abs) > 1:
+        steps = np.asarray(out.timestep_max_abs)  # (time,)
+        worst = int(np.argmax(np.where(np.isnan(steps), np.inf, steps)))
+        notes.append(
+            f"max abs by timestep: first {num(steps[0])}, last {num(steps[-1])}, largest {num(steps[worst])} "
+            f"at timestep {worst} of {len(steps)}"
+        )
+    notes += [f"FAILED {rule}" for rule in out.failed_rules]
     return notes
 
 
@@ -125,6 +148,33 @@ def outputs_text(report: CheckReport) -> str:
     )
     finite = all(np.all(np.isfinite(out)) for out in report.reference_outputs)
     return shapes + ("" if finite else " (NaN/Inf present)")
+
+
+def export_pairs(report: CheckReport) -> list[tuple[str, str]]:
+    """Who ran each export (runtime, version, file, how inputs were matched, what is inside), and
+    what its second pass (same input again, same session, no reset) showed."""
+    pairs = []
+    for info in report.sides:
+        runtime = f"{info.kind} {info.version}".strip()
+        pairs.append(("export", "; ".join(part for part in (f"{info.label}: {runtime}", info.matching) if part)))
+        if info.census:
+            from ..runners.census import describe
+
+            pairs.append(("inside", describe(info.census)))
+    for second in report.independence:
+        pairs.append(
+            (
+                "2nd pass",
+                f"{second.label}: "
+                + (
+                    f"the same {second.rows} samples again, reversed, no reset: max diff {num(second.max_diff)}, "
+                    f"no state carried between invocations"
+                    if second.passed
+                    else second.message
+                ),
+            )
+        )
+    return pairs
 
 
 def verdict(report: CheckReport) -> str:
@@ -140,6 +190,9 @@ def verdict(report: CheckReport) -> str:
     if report.trace_divergence is not None:
         d = report.trace_divergence
         detail += f"; trace departs at layer {d['layer']} gate {d['gate']}"
+    for second in report.independence:
+        if not second.passed:
+            detail += f"; {second.label} carries state between invocations"
     return f"{'PASS' if report.passed else 'FAIL'}: {detail}"
 
 

@@ -1,0 +1,287 @@
+"""What is inside an export, read from the file alone (no TensorFlow, no runtime session).
+
+`onnx_census` parses an `.onnx` protobuf with the `onnx` package (external data is never read);
+`tflite_census` walks a `.tflite` flatbuffer with the schema module that `ai_edge_litert` ships.
+Both return plain dicts (str/int/bool/list/dict only, so they pickle and print), and `describe`
+turns either into the one line a report shows.
+
+Run them on untrusted files only where a crash or a garbage answer is contained (the runners call
+them inside their sandboxed probe): a corrupt flatbuffer can make the census raise anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from typing import Any
+
+FUSED_ONNX = ("LSTM", "GRU", "RNN")  # ONNX's own recurrent ops
+LOOP_ONNX = ("Loop", "Scan")  # a recurrent layer spelled out as a loop over a body graph
+FUSED_TFLITE = (
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "BIDIRECTIONAL_SEQUENCE_LSTM",
+    "UNIDIRECTIONAL_SEQUENCE_RNN",
+    "BIDIRECTIONAL_SEQUENCE_RNN",
+    "LSTM",
+    "RNN",
+)
+LOOP_TFLITE = ("WHILE",)
+# Weight dtypes that mean the export was quantized (float16 included: it is a precision change too).
+QUANTIZED_TYPES = ("int8", "uint8", "int16", "int4", "uint4", "int2", "float16")
+DESCRIBE_OPS = 6  # ops named in a one-line description before "N more"
+
+# --------------------------------------------------------------------------------------------- ONNX
+
+
+def _onnx_value_info(value: Any) -> dict[str, Any]:
+    """Name, numpy dtype name and shape (ints, None where dynamic; None for an unknown rank)."""
+    import onnx
+    from onnx import helper
+
+    tensor_type = value.type.tensor_type
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+    except (KeyError, ValueError, TypeError):
+        dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
+    shape: list[int | None] | None = None
+    if tensor_type.HasField("shape"):
+        shape = [int(d.dim_value) if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+    return {"name": value.name, "dtype": dtype, "shape": shape}
+
+
+def _onnx_subgraphs(node: Any) -> list[Any]:
+    """The body graphs of a Loop/Scan/If (GRAPH and GRAPHS attributes)."""
+    from onnx import AttributeProto
+
+    graphs = []
+    for attribute in node.attribute:
+        if attribute.type == AttributeProto.GRAPH:
+            graphs.append(attribute.g)
+        elif attribute.type == AttributeProto.GRAPHS:
+            graphs.extend(attribute.graphs)
+    return graphs
+
+
+def _onnx_walk(graph: Any, ops: Counter, external: list[dict[str, Any]]) -> None:
+    """Count every node of `graph` and its nested bodies; collect tensors stored outside the file."""
+    from onnx import AttributeProto, TensorProto
+
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        ops[node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"] += 1
+        tensors += [a.t for a in node.attribute if a.type == AttributeProto.TENSOR]
+        tensors += [t for a in node.attribute if a.type == AttributeProto.TENSORS for t in a.tensors]
+        for body in _onnx_subgraphs(node):
+            _onnx_walk(body, ops, external)
+    for tensor in tensors:
+        if tensor.HasField("data_location") and tensor.data_location == TensorProto.EXTERNAL:
+            entry = {item.key: item.value for item in tensor.external_data}
+            external.append({"tensor": tensor.name, **entry})
+
+
+def onnx_census(path: str) -> dict[str, Any]:
+    """The census of an `.onnx` file, parsed without loading external data.
+
+    Returns {"format": "onnx", "ir_version", "producer", "opset" (the ai.onnx opset), "opsets"
+    {domain: version}, "ops" {op type: count, nested Loop/Scan/If bodies included}, "ops_top_level",
+    "fused" {LSTM/GRU/RNN: count}, "loops" {Loop/Scan: count}, "inputs"/"outputs" [{"name", "dtype"
+    (numpy name), "shape" (None for dynamic dims)}] (initializers are not inputs), "external_data"
+    [{"tensor", "location", ...}]}. Raises whatever `onnx.load` raises on a file it cannot parse.
+    """
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)  # reads `path` only
+    ops: Counter = Counter()
+    external: list[dict[str, Any]] = []
+    _onnx_walk(model.graph, ops, external)
+    opsets = {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
+    initializers = {t.name for t in model.graph.initializer}
+    return {
+        "format": "onnx",
+        "ir_version": int(model.ir_version),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "opset": opsets.get("ai.onnx"),
+        "opsets": opsets,
+        "ops": dict(ops),
+        "ops_top_level": dict(Counter(node.op_type for node in model.graph.node)),
+        "fused": {op: ops[op] for op in FUSED_ONNX if ops[op]},
+        "loops": {op: ops[op] for op in LOOP_ONNX if ops[op]},
+        "inputs": [_onnx_value_info(v) for v in model.graph.input if v.name not in initializers],
+        "outputs": [_onnx_value_info(v) for v in model.graph.output],
+        "external_data": external,
+    }
+
+
+# ------------------------------------------------------------------------------------------- TFLite
+
+
+def _enum_names(enum: type) -> dict[int, str]:
+    return {value: name for name, value in vars(enum).items() if not name.startswith("_")}
+
+
+def _tflite_opcodes(model: Any, schema: Any) -> list[str]:
+    """One name per operator code: the builtin's name, or "CUSTOM:<custom code>"."""
+    builtin = _enum_names(schema.BuiltinOperator)
+    names = []
+    for index in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(index)
+        # since schema 3a the real code is BuiltinCode(); DeprecatedBuiltinCode() is capped at 127
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = builtin.get(number, f"BUILTIN_{number}")
+        if name == "CUSTOM":
+            name = "CUSTOM:" + (code.CustomCode() or b"").decode("utf-8", "replace")
+        names.append(name)
+    return names
+
+
+def _tflite_tensor_info(tensor: Any, type_names: dict[int, str]) -> dict[str, Any]:
+    """Name, dtype, shape (None where the signature is dynamic) and (scale, zero point) if quantized."""
+    dims = tensor.ShapeSignatureAsNumpy() if tensor.ShapeSignatureLength() else tensor.ShapeAsNumpy()
+    shape = [None if int(d) < 0 else int(d) for d in (dims if not isinstance(dims, int) else [])]
+    info: dict[str, Any] = {
+        "name": (tensor.Name() or b"").decode("utf-8", "replace"),
+        "dtype": type_names.get(tensor.Type(), "unknown"),
+        "shape": shape,
+    }
+    quantization = tensor.Quantization()
+    if quantization is not None and quantization.ScaleLength() == 1:
+        zero_point = int(quantization.ZeroPoint(0)) if quantization.ZeroPointLength() else 0
+        info["quantization"] = [float(quantization.Scale(0)), zero_point]
+    return info
+
+
+def _tflite_is_constant(model: Any, tensor: Any) -> bool:
+    """Does the tensor hold stored data (a weight), inline or at an offset past the flatbuffer?"""
+    index = tensor.Buffer()
+    if index <= 0 or index >= model.BuffersLength():
+        return False
+    buffer = model.Buffers(index)
+    return buffer.DataLength() > 0 or buffer.Offset() > 1
+
+
+def _tflite_tally(model: Any, opcodes: list[str], type_names: dict[int, str]) -> dict[str, Any]:
+    """Op uses, tensor dtypes, weight (constant) dtypes and variable tensors over every subgraph."""
+    ops: Counter = Counter()
+    tensor_types: Counter = Counter()
+    weight_types: Counter = Counter()
+    variables: list[str] = []
+    for sub_index in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(sub_index)
+        for op_index in range(subgraph.OperatorsLength()):
+            ops[opcodes[subgraph.Operators(op_index).OpcodeIndex()]] += 1
+        for tensor_index in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(tensor_index)
+            dtype = type_names.get(tensor.Type(), "unknown")
+            tensor_types[dtype] += 1
+            if _tflite_is_constant(model, tensor):
+                weight_types[dtype] += 1
+            if tensor.IsVariable():
+                variables.append((tensor.Name() or b"").decode("utf-8", "replace"))
+    return {"ops": ops, "tensor_types": tensor_types, "weight_types": weight_types, "variables": variables}
+
+
+def tflite_census(path: str) -> dict[str, Any]:
+    """The census of a `.tflite` flatbuffer, over every subgraph (WHILE bodies included).
+
+    Returns {"format": "tflite", "version", "subgraphs", "ops" {name: count}, "builtin_ops",
+    "flex_ops" [custom ops run by TensorFlow's Flex delegate, e.g. "FlexTensorListReserve"],
+    "custom_ops" [the other custom ops], "fused" / "loops" {op: count}, "tensor_types" {dtype: count},
+    "weight_types" {dtype: count of constant tensors}, "quantized" (any weight int8/float16/...),
+    "quantized_types", "variable_tensors" [names of state kept between invocations],
+    "inputs"/"outputs" [{"name", "dtype", "shape" (None where dynamic), "quantization": [scale,
+    zero_point] when quantized}] of the main subgraph}.
+    Raises ValueError without the TFL3 identifier; a corrupt buffer may raise anything.
+    """
+    schema = importlib.import_module("ai_edge_litert.schema_py_generated")  # ships no type hints
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+    model = schema.Model.GetRootAs(data, 0)
+    type_names = {k: v.lower() for k, v in _enum_names(schema.TensorType).items()}
+    tally = _tflite_tally(model, _tflite_opcodes(model, schema), type_names)
+    ops = tally["ops"]
+    custom = sorted(op[len("CUSTOM:") :] for op in ops if op.startswith("CUSTOM:"))
+    quantized_types = sorted(t for t in tally["weight_types"] if t in QUANTIZED_TYPES)
+    main = model.Subgraphs(0) if model.SubgraphsLength() else None
+    return {
+        "format": "tflite",
+        "version": int(model.Version()),
+        "subgraphs": int(model.SubgraphsLength()),
+        "ops": dict(ops),
+        "builtin_ops": {op: n for op, n in ops.items() if not op.startswith("CUSTOM:")},
+        "flex_ops": [op for op in custom if op.startswith("Flex")],
+        "custom_ops": [op for op in custom if not op.startswith("Flex")],
+        "fused": {op: ops[op] for op in FUSED_TFLITE if ops[op]},
+        "loops": {op: ops[op] for op in LOOP_TFLITE if ops[op]},
+        "tensor_types": dict(tally["tensor_types"]),
+        "weight_types": dict(tally["weight_types"]),
+        "quantized": bool(quantized_types),
+        "quantized_types": quantized_types,
+        "variable_tensors": tally["variables"],
+        "inputs": _tflite_ports(main, "Inputs", type_names),
+        "outputs": _tflite_ports(main, "Outputs", type_names),
+    }
+
+
+def _tflite_ports(subgraph: Any, which: str, type_names: dict[int, str]) -> list[dict[str, Any]]:
+    """The subgraph's "Inputs" or "Outputs" tensors ([] without a subgraph)."""
+    if subgraph is None:
+        return []
+    indices = [int(getattr(subgraph, which)(i)) for i in range(getattr(subgraph, which + "Length")())]
+    return [_tflite_tensor_info(subgraph.Tensors(i), type_names) for i in indices]
+
+
+# ------------------------------------------------------------------------------------------ describe
+
+
+def _counted(ops: dict[str, int], limit: int = DESCRIBE_OPS) -> str:
+    """ "A x2, B x1, ... (N more)", most used first."""
+    ranked = sorted(ops.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{name} x{count}" for name, count in ranked[:limit])
+    rest = len(ranked) - limit
+    return shown + (f", ... ({rest} more)" if rest > 0 else "")
+
+
+def _recurrent_first(ops: dict[str, int], census: dict[str, Any], fused_label: str) -> str:
+    """The recurrent ops (fused ones labelled, then loops), then the other `ops`, most used first."""
+    fused, loops = census.get("fused", {}), census.get("loops", {})
+    recurrent = {fused_label + op: n for op, n in fused.items()} | dict(loops)
+    others = {op: n for op, n in ops.items() if op not in fused and op not in loops}
+    parts = [_counted(recurrent, limit=len(recurrent))] if recurrent else []
+    if others:
+        parts.append(_counted(others))
+    return ", ".join(parts)
+
+
+def _describe_onnx(census: dict[str, Any]) -> str:
+    ops = _recurrent_first(census.get("ops_top_level", {}), census, "fused ")
+    text = f"ONNX opset {census.get('opset')}: {ops or 'no ops'}"
+    if census.get("external_data"):
+        text += f"; {len(census['external_data'])} tensors in external data"
+    return text
+
+
+def _describe_tflite(census: dict[str, Any]) -> str:
+    builtin = _recurrent_first(census.get("builtin_ops", {}), census, "")
+    parts = [f"TFLite: builtin {builtin}" if builtin else "TFLite: no builtin ops"]
+    flex = census.get("flex_ops", [])
+    parts.append(f"Flex ops {', '.join(flex)}" if flex else "no Flex ops")
+    if census.get("custom_ops"):
+        parts.append(f"custom ops {', '.join(census['custom_ops'])}")
+    quantized = census.get("quantized_types", [])
+    parts.append(f"quantized weights ({', '.join(quantized)})" if quantized else "float32 weights")
+    variables = census.get("variable_tensors", [])
+    if variables:
+        parts.append(f"{len(variables)} variable tensors (state kept between invocations)")
+    return "; ".join(parts)
+
+
+def describe(census: dict[str, Any]) -> str:
+    """One line for a report, e.g. "ONNX opset 17: fused LSTM x1, MatMul x1, ..." or
+    "TFLite: builtin UNIDIRECTIONAL_SEQUENCE_LSTM x1, ...; no Flex ops; float32 weights"."""
+    if census.get("format") == "onnx":
+        return _describe_onnx(census)
+    if census.get("format") == "tflite":
+        return _describe_tflite(census)
+    return ""

@@ -1,0 +1,308 @@
+"""What the ONNX Runtime and LiteRT runners share: guarding an untrusted export before a runtime sees
+it, probing it in a sandboxed child, matching its inputs/outputs to the model's, casting, and running
+a chunk through a fixed batch size with padding.
+
+A runner subclasses ExportRunner and supplies `_invoke` (one invocation on arrays already in the
+export's input order and dtypes); `predict` (the Runner interface of base.py) is written once here.
+Nothing here imports a runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInputError, KerasSideError, LstmParityError
+from ..formats.sandbox import run_isolated
+from ..spec import ModelSpec
+from .base import RunnerInfo
+
+MAX_EXPORT_BYTES = 2 * 1024**3  # protobuf and flatbuffer files cannot be larger
+EXTRAS = {"onnx": "pip install 'lstm-parity[onnx]'", "tflite": "pip install 'lstm-parity[tflite]'"}
+# Valid first bytes of an ONNX ModelProto (serialized in field order): the tag of ir_version (1, varint),
+# producer_name/version, domain (2-4, bytes), model_version (5, varint), doc_string, graph (6-7, bytes).
+ONNX_FIRST_TAGS = frozenset({0x08, 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A})
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
+NAME_DECORATIONS = (re.compile(r"^serving_default_"), re.compile(r":\d+$"))  # TF signature spelling
+
+
+# ------------------------------------------------------------------------------ guarding the file
+
+
+def check_export_file(path: str, kind: str) -> None:
+    """Refuse what no runtime should be handed: a missing path, a directory, an empty or oversized file,
+    or bytes that do not start like `kind` ("onnx" or "tflite"). Raises BadInputError (exit 2)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read the export ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise BadInputError(f"{path}: is a directory, not an exported .{kind} model file")
+    if not stat.S_ISREG(info.st_mode):
+        raise BadInputError(f"{path}: is not a regular file")
+    if info.st_size == 0:
+        raise BadInputError(f"{path}: the file is empty")
+    if info.st_size > MAX_EXPORT_BYTES:
+        raise BadInputError(f"{path}: {info.st_size} bytes is over the 2 GiB limit of a .{kind} file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read the export ({exc.strerror})") from None
+    if kind == "tflite" and head[4:8] != TFLITE_IDENTIFIER:
+        raise BadInputError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier); truncated or another format")
+    if kind == "onnx" and head[0] not in ONNX_FIRST_TAGS:
+        raise BadInputError(f"{path}: not an ONNX model (does not start with a ModelProto field)")
+
+
+def import_runtime(module: str, extra: str, path: str) -> Any:
+    """Import a runtime package; raises KerasSideError (exit 4) naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise KerasSideError(f"{path}: cannot import {module} ({exc}); {EXTRAS[extra]}") from None
+
+
+def probe_isolated(probe: Callable[[str], dict], path: str, runtime: str) -> dict:
+    """Run `probe(path)` (load, allocate, one invocation; returns the census) in a forked, time-limited
+    child. Raises the probe's own errors, and BadInputError when the runtime crashes or hangs on it."""
+    return run_isolated(probe, path, what=runtime)
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first non-empty line of the message`, at most 300 characters (no stack traces)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def thread_count() -> int | None:
+    """LSTM_PARITY_THREADS when it is a positive integer, else None (the runtime's default)."""
+    value = os.environ.get("LSTM_PARITY_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+# ---------------------------------------------------------------------------- inputs and outputs
+
+
+@dataclass(frozen=True)
+class Port:
+    """One declared input or output of an export. `dtype` is what the caller feeds or gets (float32
+    for a quantized tensor); `shape` has None for dynamic dims (None as a whole: rank unknown);
+    `quantization` is (scale, zero point, stored dtype) for an integer-quantized tensor."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None
+    quantization: tuple[float, int, np.dtype] | None = None
+
+
+def ports_from_census(entries: list[dict[str, Any]]) -> list[Port]:
+    """Ports from a census' "inputs"/"outputs" entries (see census.py)."""
+    ports = []
+    for entry in entries:
+        stored = np.dtype(entry["dtype"]) if entry["dtype"] not in ("unknown", "string") else np.dtype(object)
+        shape = tuple(entry["shape"]) if entry["shape"] is not None else None
+        scale, zero_point = entry.get("quantization", (0.0, 0))
+        if scale and np.issubdtype(stored, np.integer):
+            ports.append(Port(entry["name"], np.dtype(np.float32), shape, (float(scale), int(zero_point), stored)))
+        else:
+            ports.append(Port(entry["name"], stored, shape))
+    return ports
+
+
+def plain_name(name: str) -> str:
+    """A tensor name without TF's signature decorations: "serving_default_feats:0" -> "feats"."""
+    for pattern in NAME_DECORATIONS:
+        name = pattern.sub("", name)
+    return name
+
+
+def match_ports(model_names: list[str], ports: list[Port], what: str, path: str) -> tuple[list[int], str]:
+    """For each model input/output (`what`), the index of the export's port that carries it, and how
+    they were matched: "by name" when the export's names are the model's names, else "by position".
+    Raises BadInputError when the counts differ."""
+    export_names = [plain_name(port.name) for port in ports]
+    if len(export_names) != len(model_names):
+        raise BadInputError(
+            f"{path}: the export has {len(export_names)} {what} {export_names}, "
+            f"the model has {len(model_names)} {model_names}"
+        )
+    if sorted(export_names) == sorted(model_names) and len(set(model_names)) == len(model_names):
+        return [export_names.index(name) for name in model_names], "by name"
+    return list(range(len(model_names))), "by position"
+
+
+def fixed_batch(ports: list[Port]) -> int | None:
+    """The batch size the export's inputs fix (axis 0), or None when it is dynamic."""
+    sizes = [port.shape[0] for port in ports if port.shape and port.shape[0] is not None]
+    return int(sizes[0]) if sizes else None
+
+
+def probe_arrays(ports: list[Port]) -> list[np.ndarray]:
+    """Zeros of every input's declared shape, dynamic dims (batch, time) set to 1."""
+    return [np.zeros([1 if d is None else d for d in port.shape or ()], dtype=port.dtype) for port in ports]
+
+
+def cast_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`x` as `dtype`, C-contiguous; float token ids are rounded before becoming integers."""
+    if np.issubdtype(dtype, np.integer) and np.issubdtype(x.dtype, np.floating):
+        x = np.rint(x)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """`x` (n, ...) grown to (rows, ...) by repeating its last row."""
+    extra = np.repeat(x[-1:], rows - x.shape[0], axis=0)  # (rows - n, ...)
+    return np.concatenate([x, extra], axis=0)  # (rows, ...)
+
+
+# ------------------------------------------------------------------------------------- the runner
+
+
+class ExportRunner:
+    """An export run by a runtime, behind the Runner interface (base.py).
+
+    `input_shapes` are the export's declared input shapes in the model's input order (None where
+    dynamic). Subclasses set `kind` and `runtime` and implement `_invoke`.
+    """
+
+    kind = ""  # RunnerInfo.kind
+    runtime = ""  # the runtime's name in messages
+
+    def __init__(self, path: str, spec: ModelSpec, census: dict, version: str, notes: tuple[str, ...] = ()):
+        self.path, self.census = path, census
+        self.inputs = ports_from_census(census["inputs"])  # export order
+        self.outputs = ports_from_census(census["outputs"])
+        # per model input/output: the export's port; per export input: the model input feeding it
+        self.input_port, inputs_how = match_ports(spec.input_names, self.inputs, "inputs", path)
+        self.output_port, outputs_how = match_ports(spec.output_names, self.outputs, "outputs", path)
+        self.input_source = [self.input_port.index(port) for port in range(len(self.inputs))]
+        self.model_input_names = spec.input_names
+        self.tokens = spec.token_inputs()
+        self.batch = fixed_batch(self.inputs)
+        self.input_shapes: list[tuple[int | None, ...]] = [self.inputs[port].shape or () for port in self.input_port]
+        self._notes = notes
+        self._covered, self._invocations = 0, 0  # rows already run and their invocations (batch note)
+        self._padded: list[int] = []  # rows added to each padded invocation
+        self.info = RunnerInfo(
+            kind=self.kind,
+            label=f"{self.kind} {os.path.basename(path)}",
+            version=version,
+            path=path,
+            matching=f"inputs {inputs_how}, outputs {outputs_how}",
+            notes=(*notes, self._batch_note()) if self.batch else notes,
+            census=census,
+        )
+
+    def _invoke(self, feed: list[np.ndarray]) -> list[np.ndarray]:
+        """One invocation: arrays in the export's input order and dtypes -> outputs in its output order."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the runtime's session or interpreter."""
+
+    def predict(self, inputs: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+        """Outputs for the rows [start, stop) given as `inputs` (one batch-first array per model input),
+        one array per model output in the model's order. Raises BadInputError when the inputs do not
+        fit the export (count, rank, a fixed time length), KerasSideError when the runtime fails."""
+        self._check_shapes(inputs)
+        rows = inputs[0].shape[0]
+        feed = [cast_to(inputs[model], port.dtype) for model, port in zip(self.input_source, self.inputs, strict=True)]
+        outputs, padded = self._run_batched(feed) if self.batch else (self._run(feed), [])
+        self._note_batches(stop, rows, padded)
+        return [self._rows_checked(outputs[port], rows) for port in self.output_port]
+
+    def _check_shapes(self, inputs: list[np.ndarray]) -> None:
+        """One array per model input, all with the same rows (at least one); every declared non-batch
+        dim must equal the input's (the time axis is named as such). Raises BadInputError."""
+        if len(inputs) != len(self.input_port):
+            raise BadInputError(f"{self.path}: got {len(inputs)} input arrays, the model has {len(self.input_port)}")
+        rows = sorted({x.shape[0] if x.ndim else 0 for x in inputs})
+        if len(rows) != 1 or rows[0] == 0:
+            raise BadInputError(
+                f"{self.path}: the input arrays have {rows} rows; they need the same number, at least 1"
+            )
+        for model, (x, name) in enumerate(zip(inputs, self.model_input_names, strict=True)):
+            declared = self.inputs[self.input_port[model]].shape
+            if declared is None:
+                continue
+            if x.ndim != len(declared):
+                raise BadInputError(
+                    f"{self.path}: input '{name}' has shape {x.shape}, the export declares {_shape_text(declared)}"
+                )
+            for axis, (want, got) in enumerate(zip(declared, x.shape, strict=True)):
+                if axis == 0 or want is None or want == got:
+                    continue
+                if axis == 1 and (x.ndim >= 3 or self.tokens[model]):
+                    raise BadInputError(
+                        f"{self.path}: the export fixes {want} timesteps, the input '{name}' has {got}; "
+                        f"give inputs of {want} timesteps or export with a dynamic time axis"
+                    )
+                raise BadInputError(
+                    f"{self.path}: input '{name}' has shape {x.shape}, the export declares {_shape_text(declared)}"
+                )
+
+    def _run(self, feed: list[np.ndarray]) -> list[np.ndarray]:
+        """One invocation with the runtime's failures turned into KerasSideError (exit 4)."""
+        try:
+            return self._invoke(feed)
+        except LstmParityError:
+            raise
+        except Exception as exc:  # runtimes raise their own classes (ORT's are not RuntimeError)
+            raise KerasSideError(f"{self.path}: {self.runtime} failed to run it: {first_line(exc)}") from None
+
+    def _run_batched(self, feed: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+        """The rows in invocations of the fixed batch size; the last is padded with copies of its last
+        row, and the padded rows' outputs are dropped. Returns the outputs and the rows padded."""
+        assert self.batch is not None
+        rows, parts, padded = feed[0].shape[0], [], []
+        for low in range(0, rows, self.batch):
+            part = [x[low : low + self.batch] for x in feed]  # (n <= batch, ...) each
+            n = part[0].shape[0]
+            if n < self.batch:
+                part = [pad_rows(x, self.batch) for x in part]  # (batch, ...)
+                padded.append(self.batch - n)
+            parts.append([y[:n] for y in self._run(part)])  # (n, ...) each
+        return [np.concatenate([part[k] for part in parts], axis=0) for k in range(len(parts[0]))], padded
+
+    def _rows_checked(self, y: np.ndarray, rows: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != rows:
+            raise KerasSideError(f"{self.path}: {self.runtime} returned shape {y.shape} for {rows} input rows")
+        return y
+
+    def _note_batches(self, stop: int, rows: int, padded: list[int]) -> None:
+        """Keep the fixed-batch note about the pass over the input: calls that revisit rows already
+        run (the flow's second pass) are not counted."""
+        if not self.batch or stop <= self._covered:
+            return
+        self._covered = stop
+        self._invocations += -(-rows // self.batch)
+        self._padded += padded
+        self.info = dataclasses.replace(self.info, notes=(*self._notes, self._batch_note()))
+
+    def _batch_note(self) -> str:
+        """What the fixed batch size made the runner do (or will make it do, before any run)."""
+        padded = self._padded
+        if not self._invocations:
+            return f"fixed batch {self.batch}: rows run {self.batch} at a time, a short last batch padded"
+        if not padded:
+            how = "none padded"
+        elif len(padded) == 1:
+            how = f"last one padded with {padded[0]} rows"
+        else:
+            how = f"{len(padded)} of them padded ({sum(padded)} rows in all)"
+        runs = f"{self._invocations} invocation" + ("s" if self._invocations != 1 else "")
+        return f"fixed batch {self.batch}: ran {runs}, {how}"
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
