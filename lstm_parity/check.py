@@ -221,6 +221,7 @@ def check_stream(
         batch_size=batch_size,
         record=inputs is not None,
         classes=top1_outputs(spec, rules, classes),
+        second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
         show_progress=show_progress,
     )
     judged = []

@@ -99,13 +99,15 @@ def run_flow(
     batch_size: int = 32,
     record: bool = False,
     classes: Collection[str] = (),
+    second_pass: bool = True,
     show_progress: bool = False,
 ) -> FlowResult:
     """Compare the reference with every runner over `stream`, chunk after chunk.
 
     Stateful layers carry their states from chunk to chunk (chunks are whole batches). With
     `record`, the whole outputs are kept (for --save-outputs and --layerwise; an array check).
-    Outputs named in `classes` also track top-1 agreement over their last axis.
+    Outputs named in `classes` also track top-1 agreement over their last axis. `second_pass` runs each
+    export's independence check (off for a stateful model, whose exports should carry state).
     Raises what the runners raise (KerasSideError for a runtime failure), BadInputError for bad input.
     """
     tolerance = tolerance or Tolerance()
@@ -126,7 +128,7 @@ def run_flow(
                     side.check_whole_shapes(reference, stream.total)
                 theirs = side.runner.predict(inputs, start, stop)
                 side.add(reference, theirs)
-                if start == 0 and _second_pass_applies(side.runner):
+                if start == 0 and second_pass and _second_pass_applies(side.runner):
                     side.first, first_inputs = theirs, inputs
             advance(stop - start)
     independence = [

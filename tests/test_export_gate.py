@@ -221,3 +221,22 @@ def test_check_all_takes_against(gate, run_cli, tmp_path):
 def test_against_a_file_of_another_kind_is_bad_usage(gate, run_cli):
     result = run_cli("check", gate["lstm.keras"], "--against", gate["x.npy"])
     assert result.exit_code == 2 and ".onnx (ONNX Runtime), .tflite (LiteRT)" in result.stderr
+
+
+def test_a_stateful_model_export_carries_state_the_way_keras_does(tmp_path, run_cli):
+    """stateful=True: Keras carries the states from batch to batch, and so must the export; the fused
+    TFLite LSTM does, so it passes, and no second pass is run (carrying state is the point)."""
+
+    def make(k):
+        inputs = k.Input((TIME, FEATURES), batch_size=2, name="feats")
+        return k.Model(inputs, k.layers.Dense(2)(k.layers.LSTM(8, stateful=True)(inputs)))
+
+    model = build_with("k2-h5", make, seed=8)
+    path = save_model(model, "k2-h5", tmp_path, "stateful")
+    export = to_tflite(model, tmp_path / "stateful.tflite")
+    x = np.random.default_rng(9).uniform(-1, 1, (8, TIME, FEATURES)).astype(np.float32)  # (batch, time, features)
+    np.save(tmp_path / "x.npy", x)
+    code, report, err = _report(run_cli, path, tmp_path / "x.npy", "--against", export)
+    assert code == 0, err
+    assert report["second_passes"] == [] and _side(report, "stateful.tflite")["passed"]
+    assert any("states carried across predict batches" in note for note in report["notes"])
