@@ -5,9 +5,9 @@ Library entry point behind `lstm-parity check`; the CLI only renders the CheckRe
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -110,29 +110,40 @@ def check_weights(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -
     return WeightCheck(not mismatches, arrays, values, tuple(mismatches))
 
 
+@dataclass(frozen=True)
+class CheckOptions:
+    """How to check, whatever the input: the reference's math and precision, which Keras runs, and
+    the pass rule. `semantics` defaults to the generation that saved the file; `keras=False` runs no
+    Keras (no TensorFlow); `profile` (float32, float16, bfloat16, int8) defaults per side (see
+    default_profile), `rules` are --require rules, `classes` asks for top-1 agreement (True: every
+    output; or output names; softmax/sigmoid outputs get it anyway)."""
+
+    semantics: str | None = None
+    dtype: str = "float64"
+    tolerance: Tolerance = Tolerance()
+    batch_size: int = 32
+    keras: bool = True
+    trust_model_code: bool = False
+    profile: str | None = None
+    rules: tuple[Rule, ...] = ()
+    classes: bool | frozenset[str] = False
+
+
 def run_check(
     spec: ModelSpec,
     inputs: list[np.ndarray],
+    options: CheckOptions | None = None,
     *,
-    semantics: str | None = None,
-    dtype: str = "float64",
-    tolerance: Tolerance | None = None,
-    batch_size: int = 32,
-    keras: bool = True,
-    trust_model_code: bool = False,
     expected: list[np.ndarray] | None = None,
     layerwise: bool = False,
     expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
     exports: Sequence[Runner] = (),
-    profile: str | None = None,
-    rules: Sequence[Rule] = (),
-    classes: bool | Collection[str] = False,
+    **settings: Any,
 ) -> CheckReport:
     """Compute `spec` with the reference and (unless keras=False) with Keras on `inputs`, and compare;
     with `expected` (outputs produced elsewhere, e.g. by a port) also compare the reference with those,
-    and with `exports` (opened runners: ONNX Runtime, LiteRT) each export's outputs.
-    `profile` (float32, float16, int8; default float32, int8 for an export with quantized weights) and
-    `rules` (--require) set the pass rule; `classes` asks for top-1 agreement (see profiles.py).
+    and with `exports` (opened runners: ONNX Runtime, LiteRT) each export's outputs. `settings` are
+    CheckOptions fields given one by one (`keras=False`, `tolerance=...`), over `options`.
 
     Float inputs are rounded to float32 first so both sides see the same numbers. The Keras side is
     the generation that saved the file (tf_keras for Keras 1/2, Keras 3 otherwise) whatever
@@ -143,45 +154,36 @@ def run_check(
     from .streaming import array_stream
 
     inputs = [x if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=np.float32) for x in inputs]
-    files = [expected_from_arrays(spec, expected)] if expected is not None else []
     return check_stream(
         spec,
         array_stream(inputs),
-        semantics=semantics,
-        dtype=dtype,
-        tolerance=tolerance,
-        batch_size=batch_size,
-        keras=keras,
-        trust_model_code=trust_model_code,
-        expected=files[0] if files else None,
+        with_settings(options, settings),
+        expected=expected_from_arrays(spec, expected) if expected is not None else None,
         exports=exports,
         inputs=inputs,
         layerwise=layerwise,
         expected_trace=expected_trace,
-        profile=profile,
-        rules=rules,
-        classes=classes,
     )
+
+
+def with_settings(options: CheckOptions | None, settings: dict[str, Any]) -> CheckOptions:
+    """`options` (or the defaults) with `settings` applied; raises TypeError for an unknown name."""
+    options = replace(options or CheckOptions(), **settings)
+    if options.tolerance is None:  # accepted for backward compatibility: None meant the default
+        options = replace(options, tolerance=Tolerance())
+    return replace(options, rules=tuple(options.rules))
 
 
 def check_stream(
     spec: ModelSpec,
     stream: Stream,
+    options: CheckOptions,
     *,
-    semantics: str | None = None,
-    dtype: str = "float64",
-    tolerance: Tolerance | None = None,
-    batch_size: int = 32,
-    keras: bool = True,
-    trust_model_code: bool = False,
     expected: Runner | None = None,
     exports: Sequence[Runner] = (),
     inputs: list[np.ndarray] | None = None,
     layerwise: bool = False,
     expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
-    profile: str | None = None,
-    rules: Sequence[Rule] = (),
-    classes: bool | Collection[str] = False,
     show_progress: bool = False,
 ) -> CheckReport:
     """The check flow (flow.run_flow) over `stream` with Keras (unless keras=False), the expected
@@ -190,13 +192,13 @@ def check_stream(
     --expected-trace (which need whole arrays) can run."""
     from .flow import run_flow
 
-    chosen = semantics or spec.semantics
-    batch_size = fixed_batch_size(spec) or batch_size
-    tolerance = tolerance or Tolerance()
+    chosen = options.semantics or spec.semantics
+    batch_size = fixed_batch_size(spec) or options.batch_size
+    tolerance, dtype, profile, rules = options.tolerance, options.dtype, options.profile, options.rules
     notes = report_notes(spec, batch_size)
     build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
     loaded = None
-    if keras:
+    if options.keras:
         refuse_keras_on_dump(spec)
         from .keras_runner import KerasRunner, load_keras  # the only TensorFlow import, done late
 
@@ -205,7 +207,7 @@ def check_stream(
             spec.file_format,
             spec.semantics,
             [(layer.class_name, layer.config) for layer in spec.layers],
-            trust_model_code,
+            options.trust_model_code,
         )
         keras_side = [KerasRunner(loaded, batch_size, bool(stateful_layers(spec)), len(spec.output_names))]
     else:
@@ -220,7 +222,7 @@ def check_stream(
         tolerance=tolerance,
         batch_size=batch_size,
         record=inputs is not None,
-        classes=top1_outputs(spec, rules, classes),
+        classes=top1_outputs(spec, rules, options.classes),
         second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
         show_progress=show_progress,
     )
@@ -247,12 +249,12 @@ def check_stream(
             spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size, record=True
         )
         rows = tuple(layerwise_rows(spec, recorded.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
-    if not keras and against_expected is None and not exports:
+    if not options.keras and against_expected is None and not exports:
         notes.append("Keras not run (--no-keras): nothing compared")
     return CheckReport(
         spec=spec,
         semantics=chosen,
-        semantics_forced=semantics is not None,
+        semantics_forced=options.semantics is not None,
         keras_package=loaded.package if loaded else "",
         keras_version=loaded.version if loaded else "",
         reference_dtype=str(np.dtype(dtype)),

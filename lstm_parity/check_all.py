@@ -86,7 +86,7 @@ def load_jobs(config_path: str | None) -> list[Job]:
 
 def run_job(job: Job) -> tuple[str, Any, int, str | None]:
     """Check one model; returns (name, CheckReport or None, exit code, one-line error or None)."""
-    from .check import run_check
+    from .check import CheckOptions, run_check
     from .cli_support import load_expected, make_inputs, parse_tolerance
     from .formats import open_model
     from .profiles import parse_require
@@ -108,20 +108,17 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
         )
         expected = load_expected(spec, options["expected"]) if options.get("expected") else None
         tolerance = parse_tolerance(_as_list(options.get("atol", "1e-5")), _as_list(options.get("rtol", "1e-5")))
-        report = run_check(
-            spec,
-            inputs,
+        settings = CheckOptions(
             semantics=options.get("semantics"),
             dtype=options.get("dtype", "float64"),
             tolerance=tolerance,
             batch_size=int(options.get("batch_size", 32)),
             keras=not options.get("no_keras", False),
-            expected=expected,
-            exports=exports,
             profile=options.get("profile"),
-            rules=[parse_require(text) for text in _as_list(options.get("require", []))],
+            rules=tuple(parse_require(text) for text in _as_list(options.get("require", []))),
             classes=bool(options.get("classes", False)),
         )
+        report = run_check(spec, inputs, settings, expected=expected, exports=exports)
         return job.name, report, EXIT_PASS if report.passed else EXIT_PARITY_FAILURE, None
     except LstmParityError as exc:
         return job.name, None, exc.exit_code, exc.message

@@ -330,7 +330,7 @@ def check(
     |other - reference| <= atol + rtol * |reference| and the weights we read are bit-identical to
     model.get_weights(). NaN in the same place on both sides counts as equal; elsewhere it fails.
     """
-    from .check import run_check
+    from .check import CheckOptions, run_check
     from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
     from .profiles import parse_require
@@ -338,8 +338,17 @@ def check(
     from .streaming import stream_check, worth_streaming
 
     protected = [model, *against] + [p for p in (input_file, expected, expected_trace) if p]
-    tolerance = parse_tolerance(list(atol), list(rtol))
-    rules = [parse_require(text) for text in requires]
+    options = CheckOptions(
+        semantics=semantics,
+        dtype=dtype,
+        tolerance=parse_tolerance(list(atol), list(rtol)),
+        batch_size=batch_size,
+        keras=not no_keras,
+        trust_model_code=trust_model_code,
+        profile=profile,
+        rules=tuple(parse_require(text) for text in requires),
+        classes=classes,
+    )
     spec = open_model(model)
     whole_arrays = [
         name
@@ -364,17 +373,9 @@ def check(
             report = stream_check(
                 spec,
                 input_file,
-                semantics=semantics,
-                dtype=dtype,
-                tolerance=tolerance,
-                batch_size=batch_size,
-                keras=not no_keras,
-                trust_model_code=trust_model_code,
+                options,
                 expected_path=expected,
                 exports=exports,
-                profile=profile,
-                rules=rules,
-                classes=classes,
                 chunk_rows=chunk_size,
                 show_progress=not quiet,
             )
@@ -388,19 +389,11 @@ def check(
                 report = run_check(
                     spec,
                     inputs,
-                    semantics=semantics,
-                    dtype=dtype,
-                    tolerance=tolerance,
-                    batch_size=batch_size,
-                    keras=not no_keras,
-                    trust_model_code=trust_model_code,
+                    options,
                     expected=expected_outputs,
                     layerwise=layerwise,
                     expected_trace=(_load_trace(expected_trace), sample) if expected_trace else None,
                     exports=exports,
-                    profile=profile,
-                    rules=rules,
-                    classes=classes,
                 )
     finally:
         for runner in exports:

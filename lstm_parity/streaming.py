@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
 from .arrays import check_batches, check_layout, check_values, select_inputs
 from .chunked_io import ChunkWriter, as_loaded, close_all, input_bytes, open_rows
-from .compare import Tolerance
 from .errors import BadInputError
 from .reference.forward import fixed_batch_size, predict_batches, stateful_layers
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
-    from .profiles import Rule
+    from .check import CheckOptions, CheckReport
     from .runners.base import Runner
 
 CHUNK_BYTES = 32 * 1024**2  # input bytes per chunk unless --chunk-size says otherwise
@@ -151,56 +150,36 @@ def stream_predict(
 def stream_check(
     spec: ModelSpec,
     input_path: str,
+    options: CheckOptions | None = None,
     *,
-    semantics: str | None = None,
-    dtype: str = "float64",
-    tolerance: Tolerance | None = None,
-    batch_size: int = 32,
-    keras: bool = True,
-    trust_model_code: bool = False,
     expected_path: str | None = None,
     exports: Sequence[Runner] = (),
-    profile: str | None = None,
-    rules: Sequence[Rule] = (),
-    classes: bool | Collection[str] = False,
     chunk_rows: int | None = None,
     show_progress: bool = True,
-):
+    **settings: Any,
+) -> CheckReport:
     """`check` on INPUT chunk by chunk (the check flow over a memory-mapped stream): the reference,
     Keras, the expected outputs and every export on the same chunks, compared into running totals
     (worst index in the whole input), weights checked once. Returns a CheckReport without the output
-    arrays. Stateful models are checked in one pass (omit --chunk-size)."""
-    from .check import check_stream
+    arrays. `settings` are CheckOptions fields, over `options`. Stateful models are checked in one
+    pass (omit --chunk-size)."""
+    from .check import check_stream, with_settings
     from .runners.expected import expected_from_file
 
+    options = with_settings(options, settings)
     if stateful_layers(spec):
         raise BadInputError(f"{spec.source}: a stateful model is checked in one pass; omit --chunk-size")
-    stream = open_stream(spec, input_path, chunk_rows, batch_size)
+    stream = open_stream(spec, input_path, chunk_rows, options.batch_size)
     expected = None
     try:
         expected = expected_from_file(spec, expected_path) if expected_path else None
-        report = check_stream(
-            spec,
-            stream,
-            semantics=semantics,
-            dtype=dtype,
-            tolerance=tolerance,
-            batch_size=batch_size,
-            keras=keras,
-            trust_model_code=trust_model_code,
-            expected=expected,
-            exports=exports,
-            profile=profile,
-            rules=rules,
-            classes=classes,
-            show_progress=show_progress,
-        )
+        report = check_stream(spec, stream, options, expected=expected, exports=exports, show_progress=show_progress)
     finally:
         stream.close()
         if expected is not None:
             expected.close()
     note = f"streamed {stream.total} samples from {input_path} in chunks of {stream.rows}"
-    note += " (Keras fed the same chunks)" if keras else ""
+    note += " (Keras fed the same chunks)" if options.keras else ""
     return replace(report, notes=(*report.notes, note))
 
 
