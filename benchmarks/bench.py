@@ -6,6 +6,10 @@ products and its fraction of numpy's matmul rate measured here; max abs differen
 speed never silently costs correctness. Then the start-up of `predict`/`dump` on a sample model
 and (unless --no-stream) the peak memory of `predict` streaming a large input. Prints a table
 and the issue's targets with PASS/MISS; writes the same as JSON (--json).
+
+Where the dev extra is installed, the same cases exported (not timed) and run in ONNX Runtime (tf2onnx)
+and LiteRT (an unrolled clone), on the reference's threads in chunks of the Keras batch: their seconds,
+our float32 time over theirs, and their max abs difference to our float64 reference ("exports").
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases import ROOT, build_cases, recurrent_flops
+import exports
+from cases import ROOT, Case, build_cases, recurrent_flops
 
 TARGETS = {"f32_speedup_vs_keras": 1.3, "f32_vs_matmul_floor": 1.5, "f64_vs_keras": 2.0, "startup_s": 0.3}
 
@@ -49,7 +54,8 @@ def matmul_rate(dtype, size: int = 2048, reps: int = 5) -> float:
     return 2.0 * size**3 / median_time(lambda: a @ b, reps) / 1e9
 
 
-def bench_model(case, rates: dict[str, float]) -> dict:
+def bench_model(case, rates: dict[str, float]) -> tuple[dict, np.ndarray]:
+    """The case's row of the main table, and the float64 reference's output (the exports' yardstick)."""
     import keras
 
     from lstm_parity.formats import open_model
@@ -66,8 +72,9 @@ def bench_model(case, rates: dict[str, float]) -> dict:
         "keras_s": median_time(lambda: model.predict(case.x, batch_size=case.keras_batch, verbose=0), case.reps),
         "gflop": recurrent_flops(spec, case.x) / 1e9,
     }
+    outputs = {}
     for name, dtype in (("f32", np.float32), ("f64", np.float64)):
-        out = forward(spec, [case.x], dtype=dtype).outputs[0]
+        out = outputs[name] = forward(spec, [case.x], dtype=dtype).outputs[0]
         seconds = median_time(lambda dtype=dtype: forward(spec, [case.x], dtype=dtype), case.reps)
         gflops = row["gflop"] / seconds
         row.update(
@@ -80,7 +87,85 @@ def bench_model(case, rates: dict[str, float]) -> dict:
                 f"{name}_max_abs_diff": float(np.max(np.abs(out - keras_out))),
             }
         )
-    return row
+    return row, outputs["f64"]
+
+
+def export_model(case: Case, folder: Path, skipped: dict[str, str | None]) -> dict:
+    """The case's model as ONNX (a file) and TFLite (bytes of the unrolled clone at the case's time
+    length), each with its conversion seconds and op counts, or the reason it could not be made."""
+    import keras
+
+    model = keras.models.load_model(case.path, compile=False)
+    made: dict = {}
+    if skipped["onnxruntime"] is None:
+        path = folder / f"{case.path.stem}.onnx"
+        start = time.perf_counter()
+        try:
+            with exports.quiet():
+                exports.to_onnx(model, path)
+            made["onnxruntime"] = {"file": path, "export_s": time.perf_counter() - start, "ops": exports.onnx_ops(path)}
+        except Exception as error:
+            made["onnxruntime"] = {"error": f"export: {exports.short(error)}"}
+    if skipped["litert"] is None:
+        start = time.perf_counter()
+        try:
+            with exports.quiet():
+                data = exports.to_tflite(exports.unrolled_clone(model, case.x.shape[1]))
+            made["litert"] = {"data": data, "export_s": time.perf_counter() - start, "ops": exports.tflite_ops(data)}
+        except Exception as error:
+            made["litert"] = {"error": f"unrolled clone/convert: {exports.short(error)}"}
+    return made
+
+
+def bench_runtime(runtime: str, made: dict, case: Case, reference: np.ndarray, row: dict, threads: int) -> dict:
+    """One runtime on one case: warm-up, then the median of the case's repetitions over the whole batch
+    in chunks of the Keras batch size; its ratio to our float32 time and its distance to float64."""
+    entry = {"seconds": None, "ratio_f32": None, "max_abs_diff": None, "ops": made.get("ops")}
+    if runtime == "onnxruntime" and entry["ops"] is not None:
+        entry["rnn_ops"] = exports.rnn_kind(entry["ops"])
+    if "error" in made:
+        return entry | {"error": made["error"]}
+    entry["export_s"] = made["export_s"]
+    try:
+        with exports.quiet():  # LiteRT announces its XNNPACK delegate on stderr
+            if runtime == "onnxruntime":
+                runner = exports.OrtRunner(made["file"], threads)
+            else:
+                runner = exports.LiteRTRunner(made["data"], threads)
+            out = runner(case.x, case.keras_batch)  # warm-up, and the numbers compared
+        if out.shape != reference.shape:
+            raise ValueError(f"output shape {out.shape}, the reference's {reference.shape}")
+        seconds = median_time(lambda: runner(case.x, case.keras_batch), case.reps)
+    except Exception as error:
+        return entry | {"error": f"run: {exports.short(error)}"}
+    entry.update(
+        {
+            "seconds": seconds,
+            "ratio_f32": row["f32_s"] / seconds,
+            "max_abs_diff": float(np.max(np.abs(out.astype(np.float64) - reference))),
+        }
+    )
+    return entry
+
+
+def bench_exports(report: dict, cases: list[Case], references: list[np.ndarray], folder: Path) -> None:
+    """Add "onnxruntime" and "litert" (null when not installed) to every row, after all Keras and
+    reference timings (so the exporters' memory and threads cannot touch those)."""
+    skipped = {"onnxruntime": exports.missing(exports.ONNX_MODULES), "litert": exports.missing(exports.LITERT_MODULES)}
+    report["exports"] = {
+        runtime: {"skipped": reason, "versions": None if reason else exports.versions(runtime)}
+        for runtime, reason in skipped.items()
+    }
+    made: dict[tuple[Path, int], dict] = {}  # the two tutorial cases share one model: exported once
+    for case, reference, row in zip(cases, references, report["models"], strict=True):
+        key = (case.path, case.x.shape[1])
+        if key not in made:
+            made[key] = export_model(case, folder, skipped)
+        for runtime, reason in skipped.items():
+            row[runtime] = (
+                None if reason else bench_runtime(runtime, made[key][runtime], case, reference, row, report["threads"])
+            )
+        print(f"  exported and measured {case.name}", file=sys.stderr)
 
 
 def startup(command: list[str], reps: int = 5) -> dict:
@@ -186,6 +271,8 @@ def render(report: dict) -> str:
         "%mm: achieved GFLOP/s as % of the matmul rate above; xfloor: time / (GFLOP / matmul rate).",
         "",
     ]
+    if "exports" in report:
+        lines += render_exports(report)
     for s in report["startup"]:
         lines.append(
             f"start-up: {s['command']}: {s['seconds']:.3f} s wall (median of 5), imports "
@@ -203,6 +290,62 @@ def render(report: dict) -> str:
     for t in report["targets"]:
         lines.append(f"  {'PASS' if t['met'] else 'MISS'}  {t['what']}: {t['measured']}")
     return "\n".join(lines) + "\n"
+
+
+def _cell(entry: dict | None, key: str, form: str) -> str:
+    return "-" if entry is None or entry.get(key) is None else format(entry[key], form)
+
+
+def _seconds(seconds: float | None) -> str:
+    """4 decimals like the main table, or 2 significant digits under a millisecond (batch 1)."""
+    return "-" if seconds is None else f"{seconds:.4f}" if seconds >= 1e-3 else f"{seconds:.1e}"
+
+
+def render_exports(report: dict) -> list[str]:
+    """The "exports" section: ONNX Runtime and LiteRT beside our float32 reference, one line per case."""
+    info = report["exports"]
+    lines = [
+        f"exports, run on the reference's {report['threads']} threads in chunks of the Keras batch "
+        f"(conversion not timed in 's'):"
+    ]
+    for runtime, label in (("onnxruntime", "ONNX Runtime"), ("litert", "LiteRT")):
+        detail = info[runtime]["skipped"] and f"skipped: {info[runtime]['skipped']}"
+        lines.append(f"  {label}: {detail or info[runtime]['versions']}")
+    if all(info[runtime]["skipped"] for runtime in info):
+        return [*lines, ""]
+    head = (
+        f"{'model':24} {'f32 s':>8} {'ort s':>8} {'f32/ort':>7} {'ort maxdiff':>11} {'onnx RNN ops':>14} "
+        f"{'litert s':>8} {'f32/lite':>8} {'lite maxdiff':>12} {'export s':>10}"
+    )
+    lines += [head, "-" * len(head)]
+    failures = []
+    for r in report["models"]:
+        ort, lite = r["onnxruntime"], r["litert"]
+        export = "/".join(_cell(e, "export_s", ".1f") for e in (ort, lite))
+        lines.append(
+            f"{r['model']:24} {_seconds(r['f32_s']):>8} {_seconds(ort and ort['seconds']):>8} "
+            f"{_cell(ort, 'ratio_f32', '.2f'):>7} "
+            f"{_cell(ort, 'max_abs_diff', '.2e'):>11} {_cell(ort, 'rnn_ops', ''):>14} "
+            f"{_seconds(lite and lite['seconds']):>8} {_cell(lite, 'ratio_f32', '.2f'):>8} "
+            f"{_cell(lite, 'max_abs_diff', '.2e'):>12} {export:>10}"
+        )
+        failures += [
+            f"  {r['model']}: {name}: {e['error']}"
+            for name, e in (("onnxruntime", ort), ("litert", lite))
+            if e and "error" in e
+        ]
+    lines += [
+        "",
+        "f32/ort, f32/lite: our float32 reference time / their time (above 1 = they are faster than ours, "
+        "below 1 = ours is faster);",
+        "maxdiff: max abs difference to our float64 reference; onnx RNN ops: fused LSTM/GRU nodes, or Loop "
+        "(a generic loop; op counts include Loop bodies);",
+        "LiteRT runs the model cloned with unroll=True at the input's length; export s: ONNX / TFLite conversion "
+        "seconds.",
+        *(["not measured ('-'):", *failures] if failures else []),
+        "",
+    ]
+    return lines
 
 
 def targets(report: dict) -> list[dict]:
@@ -290,9 +433,13 @@ def main() -> int:
 
         report["keras"] = keras.__version__
         report["models"] = []
+        references = []
         for case in cases:
-            report["models"].append(bench_model(case, report["matmul_gflops"]))
+            row, reference = bench_model(case, report["matmul_gflops"])
+            report["models"].append(row)
+            references.append(reference)
             print(f"  measured {case.name}", file=sys.stderr)
+        bench_exports(report, cases, references, folder)
         cli = str(Path(sys.executable).parent / "lstm-parity")
         sample = ROOT / "sample_models"
         report["startup"] = [
