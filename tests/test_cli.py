@@ -199,7 +199,13 @@ def test_exit_4_keras_cannot_load(run_cli, tmp_path):
 
 def test_help_documents_exit_codes_and_examples(run_cli):
     top = run_cli("--help").stdout
-    for code in ("0  pass", "1  parity failure", "2  bad usage", "3  the model uses", "4  Keras or an export's runtime"):
+    for code in (
+        "0  pass",
+        "1  parity failure",
+        "2  bad usage",
+        "3  the model uses",
+        "4  Keras or an export's runtime",
+    ):
         assert code in top
     for command in ("check", "dump", "predict", "check-all", "inspect", "trace", "upgrade"):
         text = run_cli(command, "--help").stdout
