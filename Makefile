@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TF_PINS) -e ".[keras2,dev]"
+	$(BIN)/python -m pip install --quiet $(TF_PINS) -e ".[all,dev]"
 	touch $@
 
 demo: install

@@ -46,11 +46,14 @@ def import_keras(package: str) -> Any:
             else:
                 import keras as module
     except ImportError as exc:
-        hint = (
-            "install the keras2 extra: pip install 'lstm-parity[keras2]'"
-            if package == "tf_keras"
-            else "install TensorFlow: pip install 'tensorflow>=2.16'"
-        )
+        if package == "tf_keras":
+            hint = "files saved by Keras 1/2 need the keras2 extra: pip install 'lstm-parity[keras2]'"
+        elif os.environ.get("KERAS_BACKEND") == "jax":
+            hint = "Keras 3 on JAX needs the jax extra: pip install 'lstm-parity[jax]'"
+        else:
+            hint = "Keras 3 files need the keras extra: pip install 'lstm-parity[keras]'"
+            if exc.name == "tensorflow":  # Keras 3 is there, its default backend is not
+                hint += " (or, with the jax extra, set KERAS_BACKEND=jax)"
         raise KerasSideError(f"cannot import {package} ({exc}); {hint}") from None
     with contextlib.suppress(Exception):
         import absl.logging
