@@ -4,7 +4,7 @@ checked in parallel processes; one failing model never hides the others; the exi
     [tool.lstm-parity]
     atol = 1e-5                      # defaults for every model (any `check` option below)
     [[tool.lstm-parity.models]]
-    path = "models/encoder.keras"    # relative to the TOML file
+    path = "models/encoder.keras"    # relative to the TOML file; the model's name unless `name` is given
     input = "data/x.npy"             # or samples/seed/timesteps/range to generate inputs
     expected = "port/y.npy"          # outputs of your port, compared with the reference
     atol = ["1e-4", "dense_1:1e-3"]  # per-output overrides as on the command line
@@ -14,10 +14,14 @@ checked in parallel processes; one failing model never hides the others; the exi
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package (a dependency there)
+    import tomli as tomllib
 
 from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, BadInputError, LstmParityError
 
@@ -80,8 +84,21 @@ def load_jobs(config_path: str | None) -> list[Job]:
             if isinstance(merged.get(key), str):
                 merged[key] = os.path.join(base, merged[key])
         merged["against"] = [os.path.join(base, str(p)) for p in _as_list(merged.get("against", []))]
-        jobs.append(Job(name=str(merged.pop("name", entry["path"])), path=merged.pop("path"), options=merged))
+        model_path = merged.pop("path")
+        merged.pop("name", None)  # a top-level `name` would give every model the same one
+        name = str(entry["name"]) if "name" in entry else job_name(model_path, base)
+        jobs.append(Job(name=name, path=model_path, options=merged))
     return jobs
+
+
+def job_name(model_path: str, base: str) -> str:
+    """How check-all names a model that has no `name`: its path relative to the TOML file's folder (as the
+    TOML usually writes it, `models/encoder.keras`), never the absolute path, which makes the summary table
+    too wide; the absolute path stays in the JSON's `path`. A path on another drive keeps its own spelling."""
+    try:
+        return os.path.relpath(model_path, base)
+    except ValueError:  # Windows: another drive has no relative path
+        return model_path
 
 
 def run_job(job: Job) -> tuple[str, Any, int, str | None]:

@@ -22,8 +22,21 @@ RESULT = {
 }
 
 
+class JobResult(tuple):
+    """One model's (name, report, exit code, error), unpacked like any 4-tuple, that also knows the model's
+    absolute path (`.path`) for the JSON: a model that could not be read has no report to take it from."""
+
+    path: str
+
+    def __new__(cls, result: tuple[str, Any, int, str | None], path: str) -> JobResult:
+        self = super().__new__(cls, result)
+        self.path = path
+        return self
+
+
 def run_all(jobs: list[Job], workers: int, show_progress: bool = False) -> list[tuple[str, Any, int, str | None]]:
-    """Every job's (name, report, exit code, error), in the order given; `workers` processes at once."""
+    """Every job's (name, report, exit code, error) as a JobResult, in the order given; `workers` processes
+    at once."""
     results: dict[int, tuple] = {}
     progress = None
     if show_progress:
@@ -52,7 +65,7 @@ def run_all(jobs: list[Job], workers: int, show_progress: bool = False) -> list[
     finally:
         if progress:
             progress.stop()
-    return [results[i] for i in range(len(jobs))]
+    return [JobResult(results[i], job.path) for i, job in enumerate(jobs)]
 
 
 def _worst_diff(report: Any) -> str:
@@ -61,6 +74,9 @@ def _worst_diff(report: Any) -> str:
 
 
 SUMMARY_HEADER = ("model", "result", "max abs diff", "detail")
+PLAIN_WIDTH = 120  # the plain table (a pipe, a CI log) keeps to a 120-column terminal for names of <= 40 chars
+MIN_DETAIL_WIDTH = 20  # a detail column narrower than this (very long names) is not wrapped at all
+ERRORS_TITLE = "errors:"
 
 
 def summary_verdict(results: list[tuple[str, Any, int, str | None]], code: int) -> str:
@@ -74,47 +90,104 @@ def summary_verdict(results: list[tuple[str, Any, int, str | None]], code: int) 
     )
 
 
+def _detail_parts(report: Any, error: str | None) -> list[str]:
+    """The error, or the atol each failing output needs (one part per output and comparison side)."""
+    if error:
+        return [error]
+    if report is None:
+        return []
+    return [
+        f"{o.name} vs {c.against}: needs atol {num(o.min_atol_to_pass)}"
+        for c in report.comparisons
+        for o in c.outputs
+        if not o.passed
+    ]
+
+
 def summary_row(name: str, report: Any, exit_code: int, error: str | None) -> tuple[str, str, str, str]:
     """One model as SUMMARY_HEADER's cells: its name, result, worst max abs diff, and the error or the
-    atol each failing output needs."""
-    detail = error or (
-        ""
-        if report is None
-        else "; ".join(
-            f"{o.name} vs {c.against}: needs atol {num(o.min_atol_to_pass)}"
-            for c in report.comparisons
-            for o in c.outputs
-            if not o.passed
-        )
-    )
+    atol each failing output needs. The tables leave an error out of its cell (see table_row)."""
     return (
         name,
         RESULT.get(exit_code, f"exit {exit_code}"),
         _worst_diff(report) if report is not None else "-",
-        detail,
+        "; ".join(_detail_parts(report, error)),
     )
 
 
+def table_row(name: str, report: Any, exit_code: int, error: str | None) -> tuple[str, str, str, str]:
+    """summary_row as the tables show it: a model that could not be checked says so in its result cell
+    ("ERROR (bad input)"), and its message, often longer than a line, is listed in full below the table."""
+    cells = summary_row(name, report, exit_code, error)
+    return (*cells[:3], "") if error else cells
+
+
+def summary_errors(results: list[tuple[str, Any, int, str | None]]) -> list[tuple[str, str]]:
+    """(name, one-line message) of every model that could not be checked, in the table's order."""
+    return [(name, error) for name, _, _, error in results if error]
+
+
+def _pack_parts(parts: list[str], width: int) -> list[str]:
+    """A detail's parts joined by "; " on lines of at most `width` characters (a part is never split);
+    one line when the column is too narrow to wrap in."""
+    if not parts:
+        return [""]
+    if width < MIN_DETAIL_WIDTH:
+        return ["; ".join(parts)]
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += "; " + part
+        else:
+            lines[-1] += ";"
+            lines.append(part)
+    return lines
+
+
 def render_summary(results: list[tuple[str, Any, int, str | None]], code: int, quiet: bool) -> str:
-    """The check-all summary as plain text: one line per model in fixed columns, then the verdict."""
+    """The check-all summary as plain text: one line per model in fixed columns, a failing model's detail
+    wrapped under itself to keep within PLAIN_WIDTH, then every error message in full ("errors:", one line
+    per model, never cut), then the verdict."""
     verdict = summary_verdict(results, code)
     if quiet:
         return verdict + "\n"
-    rows = [SUMMARY_HEADER] + [summary_row(*result) for result in results]
+    rows = [SUMMARY_HEADER] + [table_row(*result) for result in results]
+    details = [[SUMMARY_HEADER[3]]] + [_detail_parts(report, None) for _, report, _, _ in results]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), row[3]]).rstrip()
-        for row in rows
-    ]
+    start = sum(widths) + 2 * 3
+    lines = []
+    for row, parts in zip(rows, details, strict=True):
+        first, *more = _pack_parts(parts, PLAIN_WIDTH - start)
+        lines.append(
+            "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]), first]).rstrip()
+        )
+        lines += [" " * start + line for line in more]
+    errors = summary_errors(results)
+    if errors:
+        lines += ["", ERRORS_TITLE] + [f"  {name}: {error}" for name, error in errors]
     return "\n".join(lines + ["", verdict]) + "\n"
 
 
 def render_summary_rich(results: list[tuple[str, Any, int, str | None]], code: int, console: Any) -> None:
     """The check-all summary on a terminal, laid out for its width: model, result and max abs diff
-    inline; the detail (an error, the atol a failing output needs) inline when it fits, else under its row."""
+    inline; a failing model's detail (the atol it needs) inline when it fits, else under its row; then
+    every error message in full, beside the model's name or under it, wrapped, never cut; then the verdict."""
+    from rich.cells import cell_len
     from rich.text import Text
 
-    from .rich_report import FAIL_STYLE, WARN_STYLE, TableRow, TableSpec, print_lines, result_style, table_block, wrap
+    from .rich_report import (
+        DETAIL_INDENT,
+        FAIL_STYLE,
+        INDENT,
+        WARN_STYLE,
+        TableRow,
+        TableSpec,
+        labelled,
+        print_lines,
+        result_style,
+        table_block,
+        wrap,
+    )
 
     spec = TableSpec(
         header=SUMMARY_HEADER,
@@ -125,28 +198,43 @@ def render_summary_rich(results: list[tuple[str, Any, int, str | None]], code: i
     )
     rows = [
         TableRow(
-            cells=dict(zip(SUMMARY_HEADER, summary_row(*result), strict=True)),
+            cells=dict(zip(SUMMARY_HEADER, table_row(*result), strict=True)),
             styles={"result": result_style(True) if result[2] == 0 else FAIL_STYLE if result[2] == 1 else WARN_STYLE},
             labels={"detail": ""},
         )
         for result in results
     ]
     width = console.width
+    lines = table_block(console, spec, rows, width)
+    errors = summary_errors(results)
+    if errors:
+        lines += [Text(), Text(ERRORS_TITLE, style="bold")]
+        for name, error in errors:
+            label = Text(f"{name}:", style=WARN_STYLE)
+            room = width - INDENT - label.cell_len - 1
+            if room >= width // 2 and all(cell_len(word) <= room for word in error.split()):
+                lines += labelled(console, label, Text(error), width, INDENT)  # `name: message`, hanging indent
+            else:  # a long name leaves too little room beside it (a path would fold): the message goes under it
+                lines += wrap(console, label, width, INDENT) + wrap(console, Text(error), width, DETAIL_INDENT)
     verdict = Text(summary_verdict(results, code), style=result_style(code == 0))
-    print_lines(console, table_block(console, spec, rows, width) + [Text()] + wrap(console, verdict, width, 0))
+    print_lines(console, lines + [Text()] + wrap(console, verdict, width, 0))
+
+
+def model_json(result: tuple[str, Any, int, str | None]) -> dict[str, Any]:
+    """One model in the JSON: its name, absolute path (the job's, kept by run_all's JobResult, else its
+    report's), exit code, error message in full, and report."""
+    name, report, exit_code, error = result
+    return {
+        "name": name,
+        "path": getattr(result, "path", None) or (report.spec.source if report is not None else name),
+        "exit_code": exit_code,
+        "error": error,
+        "report": check_to_dict(report, exit_code) if report is not None else None,
+    }
 
 
 def summary_json(results: list[tuple[str, Any, int, str | None]], code: int) -> str:
-    models = [
-        {
-            "name": name,
-            "path": report.spec.source if report is not None else name,
-            "exit_code": exit_code,
-            "error": error,
-            "report": check_to_dict(report, exit_code) if report is not None else None,
-        }
-        for name, report, exit_code, error in results
-    ]
+    models = [model_json(result) for result in results]
     summary = {
         "total": len(results),
         "passed": sum(r[2] == 0 for r in results),
