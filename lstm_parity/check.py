@@ -13,7 +13,7 @@ import numpy as np
 
 from .compare import ComparisonResult, Tolerance
 from .errors import BadInputError
-from .profiles import Rule, apply_profile, top1_outputs
+from .profiles import ALL_OUTPUTS, Rule, apply_profile, profile_named, top1_outputs
 from .reference.forward import build, fixed_batch_size, forward_batches, stateful_layers
 from .reference.layers import reduced_precision
 from .spec import ModelSpec
@@ -58,6 +58,7 @@ class CheckReport:
     exports: tuple[ComparisonResult, ...] = ()  # reference vs each export's runtime (--against)
     sides: tuple[RunnerInfo, ...] = ()  # who computed each export's side: runtime, version, file, census
     independence: tuple[Independence, ...] = ()  # each export's second pass (state carried between runs?)
+    keras_backend: str = ""  # what the Keras side computed on: tensorflow, or Keras 3's KERAS_BACKEND
 
     @property
     def first_layer_divergence(self) -> dict | None:
@@ -120,13 +121,22 @@ class CheckOptions:
 
     semantics: str | None = None
     dtype: str = "float64"
-    tolerance: Tolerance = Tolerance()
+    tolerance: Tolerance = Tolerance()  # frozen: one shared default is safe
     batch_size: int = 32
     keras: bool = True
     trust_model_code: bool = False
     profile: str | None = None
     rules: tuple[Rule, ...] = ()
     classes: bool | frozenset[str] = False
+
+    def __post_init__(self) -> None:
+        """Refuse what no check can do (check-all passes TOML values through unchecked)."""
+        if self.dtype not in ("float64", "float32"):
+            raise BadInputError(f"dtype {self.dtype!r}: the reference computes in float64 or float32")
+        if self.profile is not None:
+            profile_named(self.profile)  # raises BadInputError listing the profiles
+        if self.semantics not in (None, "keras2", "keras3"):
+            raise BadInputError(f"semantics {self.semantics!r}: keras2 or keras3")
 
 
 def run_check(
@@ -196,6 +206,9 @@ def check_stream(
     batch_size = fixed_batch_size(spec) or options.batch_size
     tolerance, dtype, profile, rules = options.tolerance, options.dtype, options.profile, options.rules
     notes = report_notes(spec, batch_size)
+    for rule in rules:  # before anything runs, even when nothing will be compared
+        if rule.output != ALL_OUTPUTS and rule.output not in spec.output_names:
+            raise BadInputError(f"--require {rule}: no output named {rule.output!r} (outputs: {spec.output_names})")
     build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
     loaded = None
     if options.keras:
@@ -229,8 +242,10 @@ def check_stream(
     judged = []
     reduced = reduced_precision(spec)
     for side, result in zip(runners, flow.comparisons, strict=True):
-        chosen_profile = profile or default_profile(side.info, reduced)
-        if profile is None and chosen_profile != "float32":
+        # --profile judges exports and expected outputs; Keras is judged by the model's own precision
+        explicit = profile if side.info.kind != "keras" else None
+        chosen_profile = explicit or default_profile(side.info, reduced)
+        if explicit is None and chosen_profile != "float32":
             why = f"computes in {reduced} (the model's dtype policy)" if side.info.kind == "keras" else None
             why = why or "has quantized weights"
             notes.append(f"{side.info.label} {why}: judged under the {chosen_profile} profile")
@@ -257,6 +272,7 @@ def check_stream(
         semantics_forced=options.semantics is not None,
         keras_package=loaded.package if loaded else "",
         keras_version=loaded.version if loaded else "",
+        keras_backend=loaded.backend if loaded else "",
         reference_dtype=str(np.dtype(dtype)),
         input_shapes=tuple(tuple(reader.shape) for reader in stream.readers),
         weights=check_weights(spec, loaded.layer_weights()) if loaded else None,

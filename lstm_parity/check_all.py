@@ -83,7 +83,9 @@ def load_jobs(config_path: str | None) -> list[Job]:
         for key in ("path", "input", "expected"):
             if isinstance(merged.get(key), str):
                 merged[key] = os.path.join(base, merged[key])
-        merged["against"] = [os.path.join(base, str(p)) for p in _as_list(merged.get("against", []))]
+        merged["against"] = [
+            p if p.startswith("keras:") else os.path.join(base, p) for p in _as_list(merged.get("against", []))
+        ]
         model_path = merged.pop("path")
         merged.pop("name", None)  # a top-level `name` would give every model the same one
         name = str(entry["name"]) if "name" in entry else job_name(model_path, base)
@@ -114,7 +116,14 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
     try:
         spec = open_model(job.path)
         for path in options.get("against", []):
-            exports.append(open_export(path, spec, bool(options.get("allow_external_data", False))))
+            exports.append(
+                open_export(
+                    path,
+                    spec,
+                    options.get("allow_external_data") is True,
+                    batch_size=int(options.get("batch_size", 32)),
+                )
+            )
         inputs = make_inputs(
             spec,
             options.get("input"),
@@ -133,7 +142,7 @@ def run_job(job: Job) -> tuple[str, Any, int, str | None]:
             keras=not options.get("no_keras", False),
             profile=options.get("profile"),
             rules=tuple(parse_require(text) for text in _as_list(options.get("require", []))),
-            classes=bool(options.get("classes", False)),
+            classes=options.get("classes") is True,  # TOML true only (a string "false" is not true)
         )
         report = run_check(spec, inputs, settings, expected=expected, exports=exports)
         return job.name, report, EXIT_PASS if report.passed else EXIT_PARITY_FAILURE, None

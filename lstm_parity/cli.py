@@ -214,7 +214,8 @@ Examples:
     type=click.Path(),
     help="An exported model to gate as well (repeatable): .onnx runs in ONNX Runtime (extra [onnx]), "
     ".tflite in LiteRT (extra [tflite]). Each export is compared with the reference, and run a second "
-    "time (same session, no reset) to catch state carried between invocations.",
+    "time (same session, no reset) to catch state carried between invocations. keras:jax (extra [jax]) "
+    "or keras:tensorflow runs the model itself on that Keras 3 backend, in a child process.",
 )
 @click.option(
     "--profile",
@@ -337,7 +338,8 @@ def check(
     from .runners.open import fixed_timesteps, open_export
     from .streaming import stream_check, worth_streaming
 
-    protected = [model, *against] + [p for p in (input_file, expected, expected_trace) if p]
+    files_against = [p for p in against if not p.startswith("keras:")]  # keras:jax is a backend, not a file
+    protected = [model, *files_against] + [p for p in (input_file, expected, expected_trace) if p]
     options = CheckOptions(
         semantics=semantics,
         dtype=dtype,
@@ -368,7 +370,9 @@ def check(
     exports = []
     try:
         for path in against:
-            exports.append(open_export(path, spec, allow_external_data))
+            exports.append(
+                open_export(path, spec, allow_external_data, batch_size=batch_size, trust_model_code=trust_model_code)
+            )
         if worth_streaming(input_file, chunk_size) and not whole_arrays:
             report = stream_check(
                 spec,
@@ -634,7 +638,9 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
             click.echo(render_summary(results, code, quiet), nl=False)
         else:
             render_summary_rich(results, code, console)
-    protected = [j.path for j in job_list]
+    protected = [j.path for j in job_list]  # no report may overwrite a model, an input or an export
+    protected += [str(p) for j in job_list for key in ("input", "expected") if (p := j.options.get(key))]
+    protected += [str(p) for j in job_list for p in j.options.get("against", []) if not str(p).startswith("keras:")]
     if json_path and json_path != "-":
         _write_text(json_path, summary_json(results, code), protected)
     if junit_path:

@@ -67,8 +67,8 @@ def parse_tolerance(atols: list[str], rtols: list[str]) -> Tolerance:
                 parsed = float(number)
             except ValueError:
                 raise BadInputError(f"{option} {value!r}: expected a number or OUTPUT:NUMBER") from None
-            if parsed < 0 or parsed != parsed:
-                raise BadInputError(f"{option} {value!r}: must be a non-negative number")
+            if not 0 <= parsed < float("inf"):  # NaN fails this too
+                raise BadInputError(f"{option} {value!r}: must be a finite non-negative number")
             if name:
                 overrides[name] = parsed
             else:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .reference.quiet import float_quiet
+
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 RULE = "|other - reference| <= atol + rtol * |reference|"
@@ -157,6 +159,7 @@ class OutputAccumulator:
         self.step_max: np.ndarray | None = None  # (time,) max |o-r| per timestep, ndim >= 3 only
         self.top1_agree = self.top1_rows = 0
 
+    @float_quiet
     def add(self, reference: np.ndarray, other: np.ndarray) -> None:
         ref = np.asarray(reference, dtype=np.float64)
         got = np.asarray(other, dtype=np.float64)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .compare import ComparisonResult, OutputAccumulator, Tolerance
 from .reference.forward import predict_batches
+from .reference.quiet import float_quiet
 from .runners.base import Runner
 from .spec import ModelSpec
 from .streaming import Stream, progress
@@ -73,8 +74,10 @@ class _Side:
             want = (total, *ours.shape[1:])
             if tuple(shape) != want:
                 acc.shape_mismatch = f"reference {want} vs other {tuple(shape)}"
+                acc.rows, acc.tail = total, tuple(ours.shape[1:])  # report the reference's shape
                 self.skip[index] = True
 
+    @float_quiet
     def add(self, reference: list[np.ndarray], theirs: list[np.ndarray]) -> None:
         for acc, ours, other, skip in zip(self.accumulators, reference, theirs, self.skip, strict=True):
             if not skip:
@@ -126,6 +129,8 @@ def run_flow(
             for side in sides:
                 if start == 0:
                     side.check_whole_shapes(reference, stream.total)
+                if all(side.skip):  # nothing to compare: never read rows a mismatched file lacks
+                    continue
                 theirs = side.runner.predict(inputs, start, stop)
                 side.add(reference, theirs)
                 if start == 0 and second_pass and _second_pass_applies(side.runner):
@@ -148,6 +153,7 @@ def _second_pass_applies(runner: Runner) -> bool:
     return runner.info.kind not in FILE_SIDES and not runner.info.stateful_model
 
 
+@float_quiet
 def _second_pass(side: _Side, inputs: list[np.ndarray], names: list[str], tolerance: Tolerance) -> Independence:
     """Run the first chunk again, rows reversed (other batches, other invocation order), and compare
     every sample's outputs with its first-pass outputs under the check's own tolerance."""

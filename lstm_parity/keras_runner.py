@@ -106,6 +106,17 @@ class KerasModel:
     model: Any
     where: str
 
+    @property
+    def backend(self) -> str:
+        """The backend Keras computes on: tensorflow for tf_keras; Keras 3's as chosen at import
+        (KERAS_BACKEND), so the report names what really ran."""
+        if self.package != "keras":
+            return "tensorflow"
+        try:
+            return str(self.module.backend.backend())
+        except Exception:
+            return "unknown"
+
     def layer_weights(self) -> dict[str, list[np.ndarray]]:
         try:
             return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in self.model.layers}

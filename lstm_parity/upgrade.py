@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UnsupportedError
+from .atomicio import publish
+from .errors import BadInputError, UnsupportedError
 from .reference.activations import activation_name
 from .spec import LayerSpec, ModelSpec
 from .upgrade_config import DroppedKey, describe_dropped, layer_kwargs
@@ -273,7 +274,10 @@ def run_upgrade(
             )
     keras = import_keras("keras")
     folder = os.path.dirname(os.path.abspath(target))
-    handle, temporary = tempfile.mkstemp(prefix=".lstm-parity-", suffix=".keras", dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".lstm-parity-", suffix=".keras", dir=folder)
+    except OSError as exc:
+        raise BadInputError(f"{target}: cannot write in {folder} ({exc.strerror or exc})") from None
     os.close(handle)
     written = False
     dropped: list[DroppedKey] = []
@@ -301,7 +305,7 @@ def run_upgrade(
             if plan.weights
         )
         if comparison.passed or problems:
-            os.replace(temporary, target)
+            publish(temporary, target)  # the mode open() would give, not mkstemp's 0600
             written = True
         hints = [
             f"{name}: called with initial_state on masked input; Keras 2 masks it, Keras 3 does not, so "

@@ -240,3 +240,39 @@ def test_a_stateful_model_export_carries_state_the_way_keras_does(tmp_path, run_
     assert code == 0, err
     assert report["second_passes"] == [] and _side(report, "stateful.tflite")["passed"]
     assert any("states carried across predict batches" in note for note in report["notes"])
+
+
+def test_check_all_reports_never_overwrite_an_export_or_an_input(gate, run_cli, tmp_path):
+    victim = tmp_path / "victim.onnx"
+    victim.write_bytes(gate["lstm.onnx"].read_bytes())
+    config = tmp_path / "p.toml"
+    config.write_text(
+        f'[[tool.lstm-parity.models]]\npath = "{gate["lstm.keras"]}"\ninput = "{gate["x.npy"]}"\n'
+        f'against = "{victim}"\nno_keras = true\n'
+    )
+    for option, target in (("--json", victim), ("--junit", gate["x.npy"])):
+        result = run_cli("check-all", config, "-q", option, target)
+        assert result.exit_code == 2 and "refusing to overwrite an input file" in result.stderr
+    assert victim.read_bytes() == gate["lstm.onnx"].read_bytes()
+
+
+def test_junit_names_the_failed_profile_rule(gate, run_cli, tmp_path):
+    junit = tmp_path / "r.xml"
+    args = (gate["lstm.keras"], gate["x.npy"], "--no-keras", "--against", gate["lstm.onnx"], "--profile", "int8")
+    result = run_cli("check", *args, "--require", "dense:snr_db>=500", "--junit", junit)
+    assert result.exit_code == 1
+    assert "snr_db" in junit.read_text() and "needs atol" not in junit.read_text()
+
+
+def test_rules_and_options_are_checked_before_anything_runs(gate, run_cli, tmp_path):
+    result = run_cli("check", gate["lstm.keras"], "--no-keras", "--require", "nope:snr_db>=1")
+    assert result.exit_code == 2 and "no output named 'nope'" in result.stderr
+    result = run_cli("check", gate["lstm.keras"], "--no-keras", "--atol", "inf")
+    assert result.exit_code == 2 and "finite" in result.stderr
+    config = tmp_path / "p.toml"
+    config.write_text(
+        f'[[tool.lstm-parity.models]]\npath = "{gate["lstm.keras"]}"\nno_keras = true\nprofile = "int4"\n'
+    )
+    result = run_cli("check-all", config, "--json", "-")
+    (model,) = json.loads(result.stdout)["models"]
+    assert model["exit_code"] == 2 and "int4" in model["error"]

@@ -27,6 +27,7 @@ from exports import TIME, flex_tflite, fused_fixed_batch_lstm, to_onnx, to_tflit
 from lstm_parity.errors import EXIT_BAD_INPUT, EXIT_KERAS_SIDE, BadInputError, KerasSideError, LstmParityError
 from lstm_parity.runners import litert, onnx_runtime
 from lstm_parity.runners.census import describe, onnx_census, tflite_census
+from lstm_parity.runners.exports import Port, match_ports, plain_name
 from lstm_parity.runners.litert import open_tflite
 from lstm_parity.runners.onnx_runtime import open_onnx
 from lstm_parity.spec import ModelSpec
@@ -232,6 +233,97 @@ def test_onnx_matches_inputs_and_outputs_by_name_in_either_order(exported, tmp_p
         _assert_close(runner.predict(xs, 0, 4), want)
 
 
+def test_onnx_partial_names_match_by_name_then_by_position_among_the_rest(exported, tmp_path):
+    """Outputs [out_reg, out_cls_1] for the model's [out_cls, out_reg]: out_reg by name, out_cls to the
+    port left (by position, a plain fallback would have given it out_reg's port)."""
+    made = exported("two_inputs")
+    renamed = _reordered_and_renamed(made.export, tmp_path / "partial.onnx", ["out_cls_1", "out_reg"])
+    xs = [_features(4, features=3), _features(4, features=2, seed=1)]  # seq_a (4, 9, 3), seq_b (4, 9, 2)
+    runner = open_onnx(str(renamed), made.spec)
+    assert [port.name for port in runner.outputs] == ["out_reg", "out_cls_1"]
+    assert runner.output_port == [1, 0]
+    assert runner.info.matching == "inputs by name, outputs 1 by name, 1 by position"
+    _assert_close(runner.predict(xs, 0, 4), _reference(made, xs))  # out_cls (4, 2), out_reg (4, 1)
+
+
+def _port(name: str, signature_name: str = "") -> Port:
+    return Port(name, np.dtype(np.float32), (None, 3), signature_name=signature_name)
+
+
+@pytest.mark.parametrize(
+    "model_names, export_names, ports, how",
+    [
+        (["zeta", "alpha"], ["alpha", "zeta"], [1, 0], "by name"),
+        (["zeta", "alpha"], ["alpha", "zeta_1"], [1, 0], "1 by name, 1 by position"),
+        (["zeta", "alpha"], ["output_1", "output_0"], [1, 0], "by position"),
+        (["zeta", "alpha"], ["y", "x"], [0, 1], "by position"),
+        (["a", "b", "c"], ["c", "q", "r"], [1, 2, 0], "1 by name, 2 by position"),
+    ],
+)
+def test_match_ports_by_name_signature_index_then_position(model_names, export_names, ports, how):
+    assert match_ports(model_names, [_port(n) for n in export_names], "outputs", "m.onnx") == (ports, how)
+
+
+def test_match_ports_prefers_the_signature_name_and_refuses_a_crossed_name():
+    """TFLite tensor names collide once undecorated; the signature's names decide. A port named like
+    another model output is never taken by position."""
+    tflite = [_port("StatefulPartitionedCall:1", "output_0"), _port("StatefulPartitionedCall:0", "output_1")]
+    assert match_ports(["zeta", "alpha"], tflite, "outputs", "m.tflite") == ([0, 1], "by position")
+    named = [_port("StatefulPartitionedCall:1", "alpha"), _port("StatefulPartitionedCall:0", "zeta")]
+    assert match_ports(["zeta", "alpha"], named, "outputs", "m.tflite") == ([1, 0], "by name")
+    with pytest.raises(BadInputError, match="cannot tell which"):
+        match_ports(["zeta", "alpha"], [_port("zeta"), _port("zeta")], "outputs", "m.onnx")
+
+
+def _quantized_onnx(path: Path, weight_type: str) -> Path:
+    """x (batch, 4, 3) @ W (3, 2), W stored as int8 behind DequantizeLinear ("int8"), or as float16
+    behind a Cast with a float16 input and output ("float16")."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    values = np.arange(6, dtype=np.float32).reshape(3, 2)
+    if weight_type == "int8":
+        dtype, nodes = TensorProto.FLOAT, [helper.make_node("DequantizeLinear", ["Wq", "scale", "zero"], ["W"])]
+        stored = [
+            helper.make_tensor("Wq", TensorProto.INT8, [3, 2], values.astype(np.int8).ravel().tolist()),
+            helper.make_tensor("scale", TensorProto.FLOAT, [], [1.0]),
+            helper.make_tensor("zero", TensorProto.INT8, [], [0]),
+        ]
+    else:
+        dtype, nodes = TensorProto.FLOAT16, [helper.make_node("Identity", ["Wh"], ["W"])]
+        stored = [numpy_helper.from_array(values.astype(np.float16), "Wh")]
+    graph = helper.make_graph(
+        [*nodes, helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "quantized",
+        [helper.make_tensor_value_info("x", dtype, ["batch", 4, 3])],
+        [helper.make_tensor_value_info("y", dtype, ["batch", 4, 2])],
+        stored,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("weight_type", ["int8", "float16"])
+def test_onnx_quantized_weights_are_in_the_census(weight_type, tmp_path):
+    """A QDQ (int8 + DequantizeLinear) and a float16 graph: quantized, with the types the profile
+    is chosen from; a float16 input near the float32 limit is cast to inf without a NumPy warning."""
+    import warnings
+
+    path = _quantized_onnx(tmp_path / f"{weight_type}.onnx", weight_type)
+    census = onnx_census(str(path))
+    assert census["quantized"] and census["quantized_types"] == [weight_type]
+    assert describe(census).endswith(f"; quantized weights ({weight_type})")
+    runner = _open(path)
+    assert runner.info.census["quantized_types"] == [weight_type]
+    x = _features(3, time=4)  # (3, 4, 3)
+    x[0, 0, 0] = 3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (y,) = runner.predict([x], 0, 3)
+    want = x[1:].astype(np.float64) @ np.arange(6).reshape(3, 2)  # (2, 4, 2)
+    np.testing.assert_allclose(y[1:], want, atol=0.05, rtol=1e-2)
+
+
 def test_onnx_session_threads_follow_the_environment(exported, monkeypatch):
     made = exported("lstm")
     monkeypatch.setenv("LSTM_PARITY_THREADS", "1")
@@ -313,7 +405,7 @@ def test_tflite_fused_fixed_batch_lstm_keeps_state_until_reset(exported):
     _assert_close(runner.predict([x], 0, 2), want)
     census = runner.info.census
     assert census["fused"] == {"UNIDIRECTIONAL_SEQUENCE_LSTM": 1} and len(census["variable_tensors"]) == 2
-    assert runner.info.matching == "inputs by name, outputs by position"  # serving_default_feats:0
+    assert runner.info.matching == "inputs by name, outputs by name"  # the signature: feats, dense
     assert any("variable tensors keep state" in note for note in runner.info.notes)
     assert not runner.quantized
 
@@ -332,7 +424,7 @@ def test_tflite_float16_weights_are_reported_as_quantized(exported):
     made = exported("unrolled_float16")
     runner = open_tflite(str(made.export), made.spec)
     assert runner.quantized and runner.info.census["quantized_types"] == ["float16"]
-    assert runner.info.notes[0].startswith("quantized weights (float16): judged under the float16 profile")
+    assert runner.info.notes == ()  # the check says which profile judges it, the census which types
     x = _features(3)
     _assert_close(runner.predict([x], 0, 3), _reference(made, [x]), atol=1e-2)
 
@@ -341,12 +433,98 @@ def test_tflite_int8_weights_are_reported_as_quantized(exported):
     made = exported("unrolled_int8")
     runner = open_tflite(str(made.export), made.spec)
     assert runner.quantized and runner.info.census["quantized_types"] == ["int8"]
-    assert runner.info.notes == (
-        "quantized weights (int8): judged under the int8 profile unless --profile says otherwise",
-    )
+    assert runner.info.notes == ()  # the check says which profile judges it, the census which types
     assert describe(runner.info.census).endswith("; no Flex ops; quantized weights (int8)")
     x = _features(3)
     _assert_close(runner.predict([x], 0, 3), _reference(made, [x]), atol=0.1)
+
+
+def _two_outputs(k: Any) -> Any:
+    """feats (9, 3) -> LSTM -> zeta (3) and alpha (3): two outputs of one shape, so a swap shows."""
+    inputs = k.Input((TIME, 3), name="feats")
+    hidden = k.layers.LSTM(6, unroll=True, name="lstm")(inputs)
+    return k.Model(inputs, [k.layers.Dense(3, name="zeta")(hidden), k.layers.Dense(3, name="alpha")(hidden)])
+
+
+def _tflite_from_saved_model(model: Any, path: Path) -> Path:
+    """`model` (tf_keras) exported as a SavedModel and converted from it: the signature names the
+    outputs output_0/1, and the subgraph may list them in another order."""
+    import contextlib
+    import io
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    folder = tempfile.mkdtemp(prefix="lstm-parity-sm-")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # "Saved artifact at ..."
+            model.export(folder)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        path.write_bytes(converter.convert())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return path
+
+
+def test_tflite_outputs_follow_the_signature_not_the_subgraph_order(tmp_path):
+    """Two outputs of one shape: from_saved_model names them output_0/1 in the signature while the
+    subgraph lists output_1 first; from_keras_model names them zeta/alpha. Both give the model's
+    order, and the tensor names (StatefulPartitionedCall:1, :0) are not used."""
+    model = build_with("k2-h5", _two_outputs, seed=11)
+    keras = save_model(model, "k2-h5", tmp_path, "two")
+    spec = lstm_parity.load(str(keras))
+    x = _features(5)  # (5, 9, 3)
+    want = lstm_parity.predict(spec, [x])  # zeta (5, 3), alpha (5, 3)
+    for path, names, matching in (
+        (
+            _tflite_from_saved_model(model, tmp_path / "two_sm.tflite"),
+            ["output_1", "output_0"],  # the subgraph's order is not the model's
+            "inputs by name, outputs by position",
+        ),
+        (to_tflite(model, tmp_path / "two.tflite"), ["zeta", "alpha"], "inputs by name, outputs by name"),
+    ):
+        runner = open_tflite(str(path), spec)
+        assert [entry["signature_name"] for entry in runner.info.census["outputs"]] == names
+        assert len({plain_name(port.name) for port in runner.outputs}) == 1  # StatefulPartitionedCall(_1)
+        assert runner.info.matching == matching
+        _assert_close(runner.predict([x], 0, 5), want)
+        runner.close()
+
+
+def _int8_io_tflite(model: Any, path: Path) -> Path:
+    """`model` fully integer-quantized, int8 inputs and outputs included."""
+    import tensorflow as tf
+
+    def representative() -> Any:
+        for row in range(8):
+            yield [_features(1, seed=row)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_tflite_int8_input_near_the_float_limit_quantizes_without_a_warning(tmp_path):
+    """x / scale overflows to inf for inputs near 3e38: clipped to the int8 range, no NumPy warning."""
+    import warnings
+
+    model = unrolled_lstm()
+    keras = save_model(model, "k2-h5", tmp_path, "unrolled")
+    runner = open_tflite(str(_int8_io_tflite(model, tmp_path / "int8_io.tflite")), lstm_parity.load(str(keras)))
+    assert runner.inputs[0].quantization is not None and runner.quantized
+    x = np.full((2, TIME, 3), 3e38, dtype=np.float32)  # (2, 9, 3)
+    x[1] = -3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (y,) = runner.predict([x], 0, 2)
+    assert y.shape == (2, 2) and np.isfinite(y).all()
 
 
 def test_tflite_flex_ops_are_refused_in_one_line(exported):
@@ -368,7 +546,7 @@ def test_census_onnx_fused_lstm_versus_loop(exported):
     assert gru["loops"] == {"Loop": 1} and gru["fused"] == {}
     assert gru["ops"]["Sigmoid"] >= 1 and "Sigmoid" not in gru["ops_top_level"]  # counted inside the Loop body
     assert lstm["inputs"][0]["shape"] == [None, None, 3] and lstm["outputs"][0]["name"] == "output_0"
-    assert lstm["external_data"] == []
+    assert lstm["external_data"] == [] and not lstm["quantized"] and lstm["quantized_types"] == []
     assert describe(lstm).startswith("ONNX opset 17: fused LSTM x1, ")
     assert describe(gru).startswith("ONNX opset 17: Loop x1, ")
 

@@ -41,11 +41,14 @@ WRITERS = {
     "check --junit": (["check", MODEL, INPUT, "--no-keras", "-q", "--junit", "{out}/r.xml"], "r.xml"),
     "check --save-outputs": (["check", MODEL, INPUT, "--no-keras", "-q", "--save-outputs", "{out}"], "reference.npy"),
     "trace -o": (["trace", MODEL, INPUT, "-o", "{out}/t.npz"], "t.npz"),
+    "upgrade": (["upgrade", SAMPLES / "tutorial_keras2.h5", "{out}/up.keras"], "up.keras"),
+    "check-all --json": (["check-all", "{out}/models.toml", "-q", "--json", "{out}/all.json"], "all.json"),
 }
 
 
 def _run(run_cli, name: str, folder: Path) -> Path:
     args, written = WRITERS[name]
+    (folder / "models.toml").write_text(f'[[tool.lstm-parity.models]]\npath = "{MODEL}"\nno_keras = true\n')
     result = run_cli(*[str(a).format(out=folder) for a in args])
     assert result.exit_code == 0, result.output
     return folder / written
@@ -64,7 +67,9 @@ def test_private_umask_gives_a_private_file(tmp_path, run_cli, name):
         assert mode_of(_run(run_cli, name, tmp_path)) == 0o600
 
 
-@pytest.mark.parametrize("name", ["predict -o .npy", "predict streamed", "dump -o", "check --json", "trace -o"])
+@pytest.mark.parametrize(
+    "name", ["predict -o .npy", "predict streamed", "dump -o", "check --json", "trace -o", "upgrade"]
+)
 def test_replaced_file_keeps_its_mode(tmp_path, run_cli, name):
     target = tmp_path / WRITERS[name][1]
     target.write_bytes(b"old")

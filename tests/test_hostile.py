@@ -205,3 +205,20 @@ def test_signalling_nan_weight_is_computed_not_warned(command, tmp_path):
     assert (result.returncode, result.stderr) == (0, "")
     if command[0] == "predict":
         assert np.isnan(np.load(tmp_path / "y.npy")).all()
+
+
+def test_signalling_nan_in_expected_outputs_is_a_failure_not_a_warning(tmp_path):
+    """An sNaN in a port's outputs: the cast to float64 in the comparison raised NumPy's warning."""
+    snan = np.array([0x7F800001], dtype=np.uint32).view(np.float32)[0]
+    port = np.zeros((8, 1), dtype=np.float32)
+    port[3, 0] = snan
+    np.save(tmp_path / "port.npy", port)
+    args = ["check", str(hostile.KERAS), str(hostile.X), "--no-keras", "--expected", "port.npy", "-q"]
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "lstm_parity", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (1, "")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 
 from conftest import build_with, save_model
+from lstm_parity.report.json_report import SCHEMA_PATH
 
 
 def _model(policy: str):
@@ -37,14 +39,18 @@ def test_reduced_precision_policy_is_checked_under_its_profile(policy, profile, 
     result = run_cli("check", path, tmp_path / "x.npy", "--json", "-")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
     (keras_side,) = report["comparisons"]
     assert keras_side["profile"] == profile
     assert any(f"judged under the {profile} profile" in note for note in report["notes"])
     (out,) = keras_side["outputs"]
     assert out["max_abs_diff"] > 1e-5  # Keras really computed in reduced precision: atol/rtol would fail
     assert out["top1_agreement"] is not None  # softmax output: class scores
-    strict = run_cli("check", path, tmp_path / "x.npy", "--profile", "float32", "-q")
-    assert strict.exit_code == 1
+    # the same Keras outputs as a file of expected outputs, which --profile judges: float32 fails them
+    assert run_cli("check", path, tmp_path / "x.npy", "-q", "--save-outputs", tmp_path / "out").exit_code == 0
+    args = ("check", path, tmp_path / "x.npy", "--no-keras", "--expected", tmp_path / "out" / "keras.npy", "-q")
+    assert run_cli(*args).exit_code == 1
+    assert run_cli(*args, "--profile", profile).exit_code == 0
 
 
 def test_a_weight_changed_in_a_float16_model_still_fails_its_profile(tmp_path, run_cli):

@@ -237,3 +237,19 @@ def test_the_api_functions_stay_functions_after_use():
         result = lstm_parity.compare(spec.output_names, list(report.reference_outputs), list(report.reference_outputs))
         assert result.passed
     assert all(callable(getattr(lstm_parity, name)) for name in ("check", "compare", "trace", "predict", "load"))
+
+
+def test_streamed_expected_with_too_few_rows_is_a_shape_failure_not_a_crash(tmp_path, run_cli):
+    """A compressed .npz of expected outputs with 30 of 40 rows: its whole shape is wrong, so no chunk of
+    it is read (reading past its end crashed), and the report gives both whole shapes."""
+    x = np.random.default_rng(5).uniform(-1, 1, (40, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ours = predict_batches(open_model(str(TUTORIAL)), [x])[0]
+    np.savez_compressed(tmp_path / "short.npz", y0=ours[:30].astype(np.float32))
+    result = run_cli(
+        "check", TUTORIAL, tmp_path / "x.npy", "--no-keras", "--expected", tmp_path / "short.npz",
+        "--chunk-size", "7", "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (out,) = json.loads(result.stdout)["comparisons"][0]["outputs"]
+    assert out["shape"] == [40, 1] and out["shape_mismatch"] == "reference (40, 1) vs other (30, 1)"

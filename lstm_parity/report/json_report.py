@@ -82,7 +82,9 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
             "inputs": spec.input_names,
             "outputs": spec.output_names,
         },
-        "keras": {"package": report.keras_package, "version": report.keras_version} if report.keras_package else None,
+        "keras": {"package": report.keras_package, "version": report.keras_version, "backend": report.keras_backend}
+        if report.keras_package
+        else None,
         "reference": {
             "dtype": report.reference_dtype,
             "semantics": report.semantics,

@@ -39,7 +39,11 @@ def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]],
                         f"{out.reference_at_worst:.7g}, {comparison.against} {out.other_at_worst:.7g}); max rel "
                         f"{num(out.max_rel_diff)}; needs atol >= {num(out.min_atol_to_pass)} with rtol {out.rtol:g}; "
                         f"allowed atol {out.atol:g}"
+                        if comparison.profile == "float32" and out.within_tolerance is False
+                        else ""
                     )
+                    rules = [rule for rule in out.failed_rules if "(float32 profile)" not in rule]
+                    detail = "; ".join(part for part in (detail, *rules) if part)  # profile / --require rules
                     ET.SubElement(case, "failure", message=detail).text = detail
         for second in report.independence:
             case = ET.SubElement(cases, "testcase", classname=name, name=f"{second.label} second pass, no reset")

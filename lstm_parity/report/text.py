@@ -71,7 +71,8 @@ def header_lines(report: CheckReport) -> list[tuple[str, str]]:
     """(label, text) pairs describing provenance, weights and rule; shared by the text and rich views."""
     spec = report.spec
     keras_side = (
-        f"{report.keras_package} {report.keras_version}, model.predict (compile=False)"
+        f"{report.keras_package} {report.keras_version} on {report.keras_backend or 'tensorflow'}, "
+        "model.predict (compile=False)"
         if report.keras_package
         else "not run (--no-keras)"
     )

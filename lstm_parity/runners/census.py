@@ -28,6 +28,21 @@ FUSED_TFLITE = (
 LOOP_TFLITE = ("WHILE",)
 # Weight dtypes that mean the export was quantized (float16 included: it is a precision change too).
 QUANTIZED_TYPES = ("int8", "uint8", "int16", "int4", "uint4", "int2", "float16")
+# ONNX ops that only a quantized graph has (QLinear* too, in ai.onnx or com.microsoft).
+QUANTIZED_ONNX_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "DynamicQuantizeLSTM",
+        "QGemm",
+        "QAttention",
+    }
+)
 DESCRIBE_OPS = 6  # ops named in a one-line description before "N more"
 
 # --------------------------------------------------------------------------------------------- ONNX
@@ -62,8 +77,19 @@ def _onnx_subgraphs(node: Any) -> list[Any]:
     return graphs
 
 
-def _onnx_walk(graph: Any, ops: Counter, external: list[dict[str, Any]]) -> None:
-    """Count every node of `graph` and its nested bodies; collect tensors stored outside the file."""
+def _onnx_type_name(data_type: int) -> str:
+    """ "float", "float16", "int8", ... for a TensorProto data type; "unknown" for a number it lacks."""
+    from onnx import TensorProto
+
+    try:
+        return str(TensorProto.DataType.Name(data_type)).lower()
+    except ValueError:
+        return "unknown"
+
+
+def _onnx_walk(graph: Any, ops: Counter, external: list[dict[str, Any]], weights: Counter) -> None:
+    """Count every node of `graph` and its nested bodies, and the dtypes of their stored tensors
+    (initializers and Constant values: the weights); collect tensors stored outside the file."""
     from onnx import AttributeProto, TensorProto
 
     tensors = list(graph.initializer)
@@ -72,8 +98,9 @@ def _onnx_walk(graph: Any, ops: Counter, external: list[dict[str, Any]]) -> None
         tensors += [a.t for a in node.attribute if a.type == AttributeProto.TENSOR]
         tensors += [t for a in node.attribute if a.type == AttributeProto.TENSORS for t in a.tensors]
         for body in _onnx_subgraphs(node):
-            _onnx_walk(body, ops, external)
+            _onnx_walk(body, ops, external, weights)
     for tensor in tensors:
+        weights[_onnx_type_name(tensor.data_type)] += 1
         if tensor.HasField("data_location") and tensor.data_location == TensorProto.EXTERNAL:
             entry = {item.key: item.value for item in tensor.external_data}
             external.append({"tensor": tensor.name, **entry})
@@ -86,14 +113,20 @@ def onnx_census(path: str) -> dict[str, Any]:
     {domain: version}, "ops" {op type: count, nested Loop/Scan/If bodies included}, "ops_top_level",
     "fused" {LSTM/GRU/RNN: count}, "loops" {Loop/Scan: count}, "inputs"/"outputs" [{"name", "dtype"
     (numpy name), "shape" (None for dynamic dims)}] (initializers are not inputs), "external_data"
-    [{"tensor", "location", ...}]}. Raises whatever `onnx.load` raises on a file it cannot parse.
+    [{"tensor", "location", ...}], "weight_types" {dtype: count of stored tensors}, "quantized" (any
+    float16/int8/... weight or a quantization op such as DequantizeLinear, MatMulInteger, QLinear*),
+    "quantized_types" (as tflite_census': ["float16"] for float16 weights only; "int8" added when a
+    quantization op has no integer weight beside it)}.
+    Raises whatever `onnx.load` raises on a file it cannot parse.
     """
     import onnx
 
     model = onnx.load(path, load_external_data=False)  # reads `path` only
     ops: Counter = Counter()
     external: list[dict[str, Any]] = []
-    _onnx_walk(model.graph, ops, external)
+    weights: Counter = Counter()
+    _onnx_walk(model.graph, ops, external, weights)
+    quantized_types = _onnx_quantized_types(ops, weights)
     opsets = {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
     initializers = {t.name for t in model.graph.initializer}
     return {
@@ -109,7 +142,20 @@ def onnx_census(path: str) -> dict[str, Any]:
         "inputs": [_onnx_value_info(v) for v in model.graph.input if v.name not in initializers],
         "outputs": [_onnx_value_info(v) for v in model.graph.output],
         "external_data": external,
+        "weight_types": dict(weights),
+        "quantized": bool(quantized_types),
+        "quantized_types": quantized_types,
     }
+
+
+def _onnx_quantized_types(ops: Counter, weights: Counter) -> list[str]:
+    """The quantized weight dtypes, sorted; "int8" stands for a quantization op's integers when no
+    integer weight is stored (e.g. QuantizeLinear of activations). [] for a float32 graph."""
+    types = sorted(t for t in weights if t in QUANTIZED_TYPES)
+    quant_ops = any((base := op.rsplit("::", 1)[-1]) in QUANTIZED_ONNX_OPS or base.startswith("QLinear") for op in ops)
+    if quant_ops and not [t for t in types if t != "float16"]:
+        types = sorted([*types, "int8"])
+    return types
 
 
 # ------------------------------------------------------------------------------------------- TFLite
@@ -189,7 +235,8 @@ def tflite_census(path: str) -> dict[str, Any]:
     "weight_types" {dtype: count of constant tensors}, "quantized" (any weight int8/float16/...),
     "quantized_types", "variable_tensors" [names of state kept between invocations],
     "inputs"/"outputs" [{"name", "dtype", "shape" (None where dynamic), "quantization": [scale,
-    zero_point] when quantized}] of the main subgraph}.
+    zero_point] when quantized, "signature_name" when the main subgraph's signature names it}] of
+    the main subgraph}.
     Raises ValueError without the TFL3 identifier; a corrupt buffer may raise anything.
     """
     schema = importlib.import_module("ai_edge_litert.schema_py_generated")  # ships no type hints
@@ -204,6 +251,7 @@ def tflite_census(path: str) -> dict[str, Any]:
     custom = sorted(op[len("CUSTOM:") :] for op in ops if op.startswith("CUSTOM:"))
     quantized_types = sorted(t for t in tally["weight_types"] if t in QUANTIZED_TYPES)
     main = model.Subgraphs(0) if model.SubgraphsLength() else None
+    signature = _tflite_signature(model)
     return {
         "format": "tflite",
         "version": int(model.Version()),
@@ -219,17 +267,43 @@ def tflite_census(path: str) -> dict[str, Any]:
         "quantized": bool(quantized_types),
         "quantized_types": quantized_types,
         "variable_tensors": tally["variables"],
-        "inputs": _tflite_ports(main, "Inputs", type_names),
-        "outputs": _tflite_ports(main, "Outputs", type_names),
+        "inputs": _tflite_ports(main, "Inputs", type_names, signature["Inputs"]),
+        "outputs": _tflite_ports(main, "Outputs", type_names, signature["Outputs"]),
     }
 
 
-def _tflite_ports(subgraph: Any, which: str, type_names: dict[int, str]) -> list[dict[str, Any]]:
-    """The subgraph's "Inputs" or "Outputs" tensors ([] without a subgraph)."""
+def _tflite_signature(model: Any) -> dict[str, dict[int, str]]:
+    """{"Inputs"/"Outputs": {tensor index: signature name}} of the main subgraph's signature
+    ("serving_default" when there are several); empty maps when the file has none."""
+    found: dict[str, dict[int, str]] = {"Inputs": {}, "Outputs": {}}
+    signatures = [model.SignatureDefs(i) for i in range(model.SignatureDefsLength())]
+    signatures = [sig for sig in signatures if sig.SubgraphIndex() == 0]
+    if not signatures:
+        return found
+    keys = [(sig.SignatureKey() or b"").decode("utf-8", "replace") for sig in signatures]
+    chosen = signatures[keys.index("serving_default")] if "serving_default" in keys else signatures[0]
+    for which, names in found.items():
+        for i in range(getattr(chosen, which + "Length")()):
+            entry = getattr(chosen, which)(i)
+            names[int(entry.TensorIndex())] = (entry.Name() or b"").decode("utf-8", "replace")
+    return found
+
+
+def _tflite_ports(
+    subgraph: Any, which: str, type_names: dict[int, str], signature: dict[int, str]
+) -> list[dict[str, Any]]:
+    """The subgraph's "Inputs" or "Outputs" tensors ([] without a subgraph), with the name the
+    signature gives each (`signature`: tensor index -> name)."""
     if subgraph is None:
         return []
     indices = [int(getattr(subgraph, which)(i)) for i in range(getattr(subgraph, which + "Length")())]
-    return [_tflite_tensor_info(subgraph.Tensors(i), type_names) for i in indices]
+    ports = []
+    for index in indices:
+        info = _tflite_tensor_info(subgraph.Tensors(index), type_names)
+        if signature.get(index):
+            info["signature_name"] = signature[index]
+        ports.append(info)
+    return ports
 
 
 # ------------------------------------------------------------------------------------------ describe
@@ -257,6 +331,8 @@ def _recurrent_first(ops: dict[str, int], census: dict[str, Any], fused_label: s
 def _describe_onnx(census: dict[str, Any]) -> str:
     ops = _recurrent_first(census.get("ops_top_level", {}), census, "fused ")
     text = f"ONNX opset {census.get('opset')}: {ops or 'no ops'}"
+    if census.get("quantized_types"):
+        text += f"; quantized weights ({', '.join(census['quantized_types'])})"
     if census.get("external_data"):
         text += f"; {len(census['external_data'])} tensors in external data"
     return text

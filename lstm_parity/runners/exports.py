@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BadInputError, KerasSideError, LstmParityError
 from ..formats.sandbox import run_isolated
+from ..reference.quiet import float_quiet
 from ..spec import ModelSpec
 from .base import RunnerInfo
 
@@ -32,6 +33,7 @@ EXTRAS = {"onnx": "pip install 'lstm-parity[onnx]'", "tflite": "pip install 'lst
 ONNX_FIRST_TAGS = frozenset({0x08, 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A})
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
 NAME_DECORATIONS = (re.compile(r"^serving_default_"), re.compile(r":\d+$"))  # TF signature spelling
+NUMBERED_OUTPUT = re.compile(r"^output_(\d+)$")  # Keras export / tf2onnx: the model's N-th output
 
 
 # ------------------------------------------------------------------------------ guarding the file
@@ -96,12 +98,14 @@ def thread_count() -> int | None:
 class Port:
     """One declared input or output of an export. `dtype` is what the caller feeds or gets (float32
     for a quantized tensor); `shape` has None for dynamic dims (None as a whole: rank unknown);
-    `quantization` is (scale, zero point, stored dtype) for an integer-quantized tensor."""
+    `quantization` is (scale, zero point, stored dtype) for an integer-quantized tensor; `signature_name`
+    is the port's name in the file's signature (TFLite), which is what matching uses when present."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int | None, ...] | None
     quantization: tuple[float, int, np.dtype] | None = None
+    signature_name: str = ""
 
 
 def ports_from_census(entries: list[dict[str, Any]]) -> list[Port]:
@@ -111,10 +115,12 @@ def ports_from_census(entries: list[dict[str, Any]]) -> list[Port]:
         stored = np.dtype(entry["dtype"]) if entry["dtype"] not in ("unknown", "string") else np.dtype(object)
         shape = tuple(entry["shape"]) if entry["shape"] is not None else None
         scale, zero_point = entry.get("quantization", (0.0, 0))
+        signature_name = str(entry.get("signature_name") or "")
         if scale and np.issubdtype(stored, np.integer):
-            ports.append(Port(entry["name"], np.dtype(np.float32), shape, (float(scale), int(zero_point), stored)))
+            quantization = (float(scale), int(zero_point), stored)
+            ports.append(Port(entry["name"], np.dtype(np.float32), shape, quantization, signature_name))
         else:
-            ports.append(Port(entry["name"], stored, shape))
+            ports.append(Port(entry["name"], stored, shape, signature_name=signature_name))
     return ports
 
 
@@ -127,17 +133,45 @@ def plain_name(name: str) -> str:
 
 def match_ports(model_names: list[str], ports: list[Port], what: str, path: str) -> tuple[list[int], str]:
     """For each model input/output (`what`), the index of the export's port that carries it, and how
-    they were matched: "by name" when the export's names are the model's names, else "by position".
-    Raises BadInputError when the counts differ."""
-    export_names = [plain_name(port.name) for port in ports]
+    they were matched ("by name", "by position", or e.g. "1 by name, 1 by position").
+
+    A port's name is its signature name when the file has one, else its tensor name without TF's
+    decorations. Names the model and the export both have once are matched first; then an output
+    port named `output_N` takes the model's N-th output; the rest pair up by position among the
+    ports left, never onto a port named like another model input/output. Raises BadInputError when
+    the counts differ or the names leave no consistent pairing."""
+    export_names = [port.signature_name or plain_name(port.name) for port in ports]
     if len(export_names) != len(model_names):
         raise BadInputError(
             f"{path}: the export has {len(export_names)} {what} {export_names}, "
             f"the model has {len(model_names)} {model_names}"
         )
-    if sorted(export_names) == sorted(model_names) and len(set(model_names)) == len(model_names):
-        return [export_names.index(name) for name in model_names], "by name"
-    return list(range(len(model_names))), "by position"
+    chosen: list[int | None] = [None] * len(model_names)
+    for model, name in enumerate(model_names):
+        if model_names.count(name) == 1 and export_names.count(name) == 1:
+            chosen[model] = export_names.index(name)
+    by_name = sum(port is not None for port in chosen)
+    if what == "outputs":
+        for port, name in enumerate(export_names):
+            number = NUMBERED_OUTPUT.match(name)
+            if number and name not in model_names and port not in chosen:
+                model = int(number.group(1))
+                if model < len(chosen) and chosen[model] is None:
+                    chosen[model] = port
+    free = iter([port for port in range(len(ports)) if port not in chosen])  # in the export's order
+    result = [next(free) if found is None else found for found in chosen]
+    for model, port in enumerate(result):
+        if export_names[port] in model_names and export_names[port] != model_names[model]:
+            raise BadInputError(
+                f"{path}: cannot tell which of the export's {what} {export_names} carries which of the "
+                f"model's {model_names}"
+            )
+    by_position = len(model_names) - by_name
+    if not by_position:
+        return result, "by name"
+    if not by_name:
+        return result, "by position"
+    return result, f"{by_name} by name, {by_position} by position"
 
 
 def fixed_batch(ports: list[Port]) -> int | None:
@@ -151,8 +185,10 @@ def probe_arrays(ports: list[Port]) -> list[np.ndarray]:
     return [np.zeros([1 if d is None else d for d in port.shape or ()], dtype=port.dtype) for port in ports]
 
 
+@float_quiet
 def cast_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """`x` as `dtype`, C-contiguous; float token ids are rounded before becoming integers."""
+    """`x` as `dtype`, C-contiguous; float token ids are rounded before becoming integers. Values out
+    of a narrower float's range become inf, without a NumPy warning."""
     if np.issubdtype(dtype, np.integer) and np.issubdtype(x.dtype, np.floating):
         x = np.rint(x)
     return np.ascontiguousarray(x, dtype=dtype)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import BadInputError, KerasSideError
 from ..quiet_stderr import quiet_stderr
+from ..reference.quiet import float_quiet
 from ..spec import ModelSpec
 from .census import tflite_census
 from .exports import (
@@ -130,15 +131,9 @@ def _allocate(interpreter: Any) -> None:
 
 
 def _notes(census: dict) -> tuple[str, ...]:
-    """Report sentences about quantized weights and tensors, and state kept between invocations."""
+    """Report sentences about quantized tensors and state kept between invocations (quantized weights
+    are in the census' description, and the check says which profile judges them)."""
     notes = []
-    if census["quantized"]:
-        types = census["quantized_types"]
-        profile = "float16" if types == ["float16"] else "int8"
-        notes.append(
-            f"quantized weights ({', '.join(types)}): judged under the {profile} profile "
-            f"unless --profile says otherwise"
-        )
     if any("quantization" in entry for entry in census["inputs"] + census["outputs"]):
         notes.append("integer inputs/outputs: inputs quantized and outputs dequantized with the file's scales")
     if census["variable_tensors"]:
@@ -147,8 +142,10 @@ def _notes(census: dict) -> tuple[str, ...]:
     return tuple(notes)
 
 
+@float_quiet
 def _quantize(x: np.ndarray, port: Port) -> np.ndarray:
-    """Float `x` to the stored integer type of a quantized input: clip(round(x / scale + zero point))."""
+    """Float `x` to the stored integer type of a quantized input: clip(round(x / scale + zero point));
+    values beyond the float range (inf after the division) clip without a NumPy warning."""
     if port.quantization is None:
         return x
     scale, zero_point, stored = port.quantization

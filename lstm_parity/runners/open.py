@@ -10,13 +10,26 @@ from ..spec import ModelSpec
 from .base import Runner
 
 EXPORT_KINDS = {".onnx": "ONNX Runtime", ".tflite": "LiteRT"}
+KERAS_SIDE = "keras:"  # --against keras:jax / keras:tensorflow: Keras 3 on that backend, in a child process
 
 
-def open_export(path: str, spec: ModelSpec, allow_external_data: bool = False) -> Runner:
-    """A runner for `path`: `.onnx` through ONNX Runtime, `.tflite` through LiteRT.
+def open_export(
+    path: str,
+    spec: ModelSpec,
+    allow_external_data: bool = False,
+    *,
+    batch_size: int = 32,
+    trust_model_code: bool = False,
+) -> Runner:
+    """A runner for `path`: `.onnx` through ONNX Runtime, `.tflite` through LiteRT, `keras:BACKEND`
+    the model itself on Keras 3 with that backend (jax, tensorflow).
 
     Raises BadInputError (2) for another extension or an unreadable file, KerasSideError (4) when the
     runtime is not installed or cannot run the file."""
+    if path.startswith(KERAS_SIDE):
+        from .keras_backend import open_keras_backend
+
+        return open_keras_backend(path[len(KERAS_SIDE) :], spec, batch_size, trust_model_code)
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".onnx":
         from .onnx_runtime import open_onnx
@@ -27,7 +40,7 @@ def open_export(path: str, spec: ModelSpec, allow_external_data: bool = False) -
 
         return open_tflite(path, spec)
     known = ", ".join(f"{ext} ({runtime})" for ext, runtime in EXPORT_KINDS.items())
-    raise BadInputError(f"{path}: --against takes an exported model: {known}")
+    raise BadInputError(f"{path}: --against takes an exported model ({known}) or keras:jax / keras:tensorflow")
 
 
 def fixed_timesteps(runners: list[Runner]) -> int | None:
