@@ -13,8 +13,8 @@ import numpy as np
 
 from .compare import ComparisonResult, Tolerance
 from .errors import BadInputError
-from .profiles import ALL_OUTPUTS, Rule, apply_profile, profile_named, top1_outputs
-from .reference.forward import build, fixed_batch_size, forward_batches, stateful_layers
+from .profiles import Rule, apply_profile, check_rule_outputs, profile_named, top1_outputs
+from .reference.forward import build, fixed_batch_size, stateful_layers
 from .reference.layers import reduced_precision
 from .spec import ModelSpec
 
@@ -206,9 +206,7 @@ def check_stream(
     batch_size = fixed_batch_size(spec) or options.batch_size
     tolerance, dtype, profile, rules = options.tolerance, options.dtype, options.profile, options.rules
     notes = report_notes(spec, batch_size)
-    for rule in rules:  # before anything runs, even when nothing will be compared
-        if rule.output != ALL_OUTPUTS and rule.output not in spec.output_names:
-            raise BadInputError(f"--require {rule}: no output named {rule.output!r} (outputs: {spec.output_names})")
+    check_rule_outputs(rules, spec.output_names)  # before anything runs, even when nothing will be compared
     build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
     loaded = None
     if options.keras:
@@ -235,6 +233,7 @@ def check_stream(
         tolerance=tolerance,
         batch_size=batch_size,
         record=inputs is not None,
+        record_layers=layerwise and loaded is not None and inputs is not None,
         classes=top1_outputs(spec, rules, options.classes),
         second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
         show_progress=show_progress,
@@ -260,10 +259,7 @@ def check_stream(
         trace_divergence = _trace_divergence(spec, inputs, expected_trace, chosen, dtype, tolerance)
     rows = None
     if layerwise and loaded is not None and inputs is not None:
-        recorded = forward_batches(
-            spec, inputs, semantics=chosen, dtype=np.dtype(dtype), batch_size=batch_size, record=True
-        )
-        rows = tuple(layerwise_rows(spec, recorded.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
+        rows = tuple(layerwise_rows(spec, flow.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
     if not options.keras and against_expected is None and not exports:
         notes.append("Keras not run (--no-keras): nothing compared")
     return CheckReport(

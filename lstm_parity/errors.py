@@ -43,3 +43,10 @@ class KerasSideError(LstmParityError):
     """Keras could not be imported, could not load the file, or failed to predict (exit 4)."""
 
     exit_code = EXIT_KERAS_SIDE
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first non-empty line of the message`, at most 300 characters: how a runtime's own
+    exception (Keras, ONNX Runtime, LiteRT) is quoted in one of our one-line errors, never a traceback."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

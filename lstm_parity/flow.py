@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compare import ComparisonResult, OutputAccumulator, Tolerance
-from .reference.forward import predict_batches
+from .reference.forward import forward_batches, join_batches
 from .reference.quiet import float_quiet
 from .runners.base import Runner
 from .spec import ModelSpec
@@ -47,10 +47,12 @@ class Independence:
 @dataclass
 class FlowResult:
     """One ComparisonResult per runner (in runner order), the whole outputs when recorded (the
-    reference's, and each runner's), and the second-pass results of the exports."""
+    reference's, and each runner's), every layer's reference outputs when asked for (--layerwise),
+    and the second-pass results of the exports."""
 
     comparisons: list[ComparisonResult]
     reference: list[np.ndarray] | None = None
+    layer_outputs: dict[str, list[np.ndarray]] = field(default_factory=dict)
     outputs: list[list[np.ndarray] | None] = field(default_factory=list)
     independence: list[Independence] = field(default_factory=list)
 
@@ -101,6 +103,7 @@ def run_flow(
     tolerance: Tolerance | None = None,
     batch_size: int = 32,
     record: bool = False,
+    record_layers: bool = False,
     classes: Collection[str] = (),
     second_pass: bool = True,
     show_progress: bool = False,
@@ -108,7 +111,8 @@ def run_flow(
     """Compare the reference with every runner over `stream`, chunk after chunk.
 
     Stateful layers carry their states from chunk to chunk (chunks are whole batches). With
-    `record`, the whole outputs are kept (for --save-outputs and --layerwise; an array check).
+    `record`, the whole outputs are kept (for --save-outputs; an array check); with `record_layers`,
+    every layer's reference outputs too, from the same computation (--layerwise).
     Outputs named in `classes` also track top-1 agreement over their last axis. `second_pass` runs each
     export's independence check (off for a stateful model, whose exports should carry state).
     Raises what the runners raise (KerasSideError for a runtime failure), BadInputError for bad input.
@@ -117,13 +121,23 @@ def run_flow(
     names = spec.output_names
     sides = [_Side(runner, names, tolerance, record, classes) for runner in runners]
     reference_chunks: list[list[np.ndarray]] = []
+    layer_chunks: list[dict[str, list[np.ndarray]]] = []
     first_inputs: list[np.ndarray] | None = None
     states: dict = {}
     with progress(stream.total, stream.rows, "check", show_progress) as advance:
         for start, stop, inputs in stream.chunks():
-            reference = predict_batches(
-                spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size, states=states
+            computed = forward_batches(
+                spec,
+                inputs,
+                semantics=semantics,
+                dtype=np.dtype(dtype),
+                batch_size=batch_size,
+                states=states,
+                record=record_layers,
             )
+            reference = computed.outputs
+            if record_layers:
+                layer_chunks.append(computed.layer_outputs)
             if record:
                 reference_chunks.append(reference)
             for side in sides:
@@ -143,46 +157,34 @@ def run_flow(
     ]
     return FlowResult(
         comparisons=[side.result(tolerance) for side in sides],
-        reference=_joined(reference_chunks) if record else None,
-        outputs=[_joined(side.chunks) if side.chunks is not None else None for side in sides],
+        reference=join_batches(reference_chunks) if record else None,
+        layer_outputs={name: join_batches([chunk[name] for chunk in layer_chunks]) for name in layer_chunks[0]}
+        if layer_chunks
+        else {},
+        outputs=[join_batches(side.chunks) if side.chunks is not None else None for side in sides],
         independence=independence,
     )
 
 
 def _second_pass_applies(runner: Runner) -> bool:
-    return runner.info.kind not in FILE_SIDES and not runner.info.stateful_model
+    return runner.info.kind not in FILE_SIDES
 
 
-@float_quiet
 def _second_pass(side: _Side, inputs: list[np.ndarray], names: list[str], tolerance: Tolerance) -> Independence:
     """Run the first chunk again, rows reversed (other batches, other invocation order), and compare
-    every sample's outputs with its first-pass outputs under the check's own tolerance."""
+    every sample's outputs with its first-pass outputs under the check's own tolerance and NaN rule."""
     rows = inputs[0].shape[0]
     again = side.runner.predict([x[::-1] for x in inputs], 0, rows)
-    worst, passed = 0.0, True
+    results = []
     for name, first, second in zip(names, side.first or [], again, strict=True):
-        second = np.asarray(second)[::-1]  # back to the first pass's row order
-        atol, rtol = tolerance.of(name)
-        first64, second64 = np.asarray(first, dtype=np.float64), second.astype(np.float64)
-        same_special = (np.isnan(first64) & np.isnan(second64)) | (first64 == second64)
-        with np.errstate(invalid="ignore"):
-            diff = np.where(same_special, 0.0, np.abs(second64 - first64))  # (rows, ...)
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        if diff.size:
-            worst = max(worst, float(diff.max()))
-            passed = passed and bool(np.all(diff <= atol + rtol * np.abs(np.nan_to_num(first64))))
-    label = side.runner.info.label
+        accumulator = OutputAccumulator(name, *tolerance.of(name))
+        accumulator.add(first, np.asarray(second)[::-1])  # back to the first pass's row order
+        results.append(accumulator.result())
+    worst = max((r.max_abs_diff for r in results), default=0.0)
     message = ""
-    if not passed:
+    if not all(r.passed for r in results):
         hint = LEAK_HINTS.get(side.runner.info.kind, DEFAULT_LEAK_HINT)
         message = (
             f"state carried between invocations: the same input differs by {worst:.2g} on the second pass ({hint})"
         )
-    return Independence(label, rows, worst, passed, message)
-
-
-def _joined(chunks: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Per-chunk lists of arrays -> whole arrays (one chunk is returned as it is)."""
-    if len(chunks) == 1:
-        return list(chunks[0])
-    return [np.concatenate(parts, axis=0) for parts in zip(*chunks, strict=True)]
+    return Independence(side.runner.info.label, rows, worst, not message, message)

@@ -17,22 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import KerasSideError
+from .errors import KerasSideError, first_line
 from .quiet_stderr import quiet_stderr
 
 PACKAGE_FOR_SEMANTICS = {"keras2": "tf_keras", "keras3": "keras"}
 EXTENSION_FOR_FORMAT = {"legacy-h5": ".h5", "keras-zip": ".keras"}
-
-
-@dataclass
-class KerasRun:
-    """What Keras computed: outputs in model order, weights per layer, and who computed them."""
-
-    package: str  # "keras" or "tf_keras"
-    version: str
-    outputs: list[np.ndarray]
-    layer_weights: dict[str, list[np.ndarray]]
-    layer_outputs: dict[str, list[np.ndarray]] | None = None
 
 
 def import_keras(package: str) -> Any:
@@ -121,7 +110,7 @@ class KerasModel:
         try:
             return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in self.model.layers}
         except Exception as exc:
-            raise KerasSideError(f"{self.where} cannot read its weights: {_first_line(exc)}") from None
+            raise KerasSideError(f"{self.where} cannot read its weights: {first_line(exc)}") from None
 
     def predict(self, inputs: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
         """`model.predict` on float32 `inputs`; raises KerasSideError."""
@@ -129,7 +118,7 @@ class KerasModel:
             with quiet_stderr():
                 return _as_list(self.model.predict(_feed(inputs), batch_size=batch_size, verbose=0))
         except Exception as exc:
-            raise KerasSideError(f"{self.where} failed to predict: {_first_line(exc)}") from None
+            raise KerasSideError(f"{self.where} failed to predict: {first_line(exc)}") from None
 
     def layer_outputs(self, inputs: list[np.ndarray], batch_size: int = 32) -> dict[str, list[np.ndarray]]:
         """Every layer's outputs on `inputs`, from zero states: stateful layers are reset first (the
@@ -206,29 +195,8 @@ def load_keras(
                 else:
                     model = module.models.load_model(loadable, compile=False)
         except Exception as exc:
-            raise KerasSideError(f"{where} cannot load the file: {_first_line(exc)}") from None
+            raise KerasSideError(f"{where} cannot load the file: {first_line(exc)}") from None
     return KerasModel(package, module.__version__, module, model, where)
-
-
-def run_keras(
-    path: str,
-    file_format: str,
-    semantics: str,
-    inputs: list[np.ndarray],
-    batch_size: int = 32,
-    layers: list[tuple[str, dict[str, Any]]] | None = None,
-    trust_model_code: bool = False,
-    layer_outputs: bool = False,
-) -> KerasRun:
-    """Load `path` (see load_keras) and run `model.predict` on float32 `inputs` in one call.
-
-    Raises KerasSideError (exit 4) when Keras is missing, cannot load the file, or fails to predict.
-    """
-    loaded = load_keras(path, file_format, semantics, layers, trust_model_code)
-    weights = loaded.layer_weights()
-    outputs = loaded.predict(inputs, batch_size)
-    per_layer = loaded.layer_outputs(inputs, batch_size) if layer_outputs else None
-    return KerasRun(loaded.package, loaded.version, outputs, weights, per_layer)
 
 
 def _as_list(raw: Any) -> list[np.ndarray]:
@@ -253,7 +221,7 @@ def _layer_outputs(module: Any, model: Any, feed: Any, batch_size: int, where: s
         with quiet_stderr():
             values = _as_list(probe.predict(feed, batch_size=batch_size, verbose=0))
     except Exception as exc:
-        raise KerasSideError(f"{where} could not expose per-layer outputs: {_first_line(exc)}") from None
+        raise KerasSideError(f"{where} could not expose per-layer outputs: {first_line(exc)}") from None
     result, start = {}, 0
     for name, count in owners:
         result[name] = values[start : start + count]
@@ -284,13 +252,8 @@ def _stateful_layer_outputs(
                     row.append(np.asarray(h))
                 batches.append(row)
     except Exception as exc:
-        raise KerasSideError(f"{where} could not expose per-layer outputs: {_first_line(exc)}") from None
+        raise KerasSideError(f"{where} could not expose per-layer outputs: {first_line(exc)}") from None
     return {
         layer.name: [np.concatenate([row[index] for row in batches], axis=0)]
         for index, layer in enumerate(model.layers)
     }
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

@@ -243,16 +243,20 @@ def describe(profile: str, rules: Sequence[Rule] = ()) -> str:
     return f"{chosen.name} profile: " + "; ".join(parts)
 
 
+def check_rule_outputs(rules: Sequence[Rule], names: Sequence[str]) -> None:
+    """Raise BadInputError for a rule that names an output not among `names`."""
+    for rule in rules:
+        if not rule.applies_to(ALL_OUTPUTS) and rule.output not in names:
+            raise BadInputError(f"--require {rule}: no output named {rule.output!r} (outputs: {', '.join(names)})")
+
+
 def apply_profile(result: ComparisonResult, profile: str, rules: Sequence[Rule] = ()) -> ComparisonResult:
     """A copy of `result` judged under `profile` plus `rules`: each output's `passed` and
     `failed_rules` set, `profile` and `rule` (its description) recorded.
 
     Raises BadInputError for an unknown profile or a rule naming an output `result` does not have.
     """
-    names = [out.name for out in result.outputs]
-    for rule in rules:
-        if not rule.applies_to(ALL_OUTPUTS) and rule.output not in names:
-            raise BadInputError(f"--require {rule}: no output named {rule.output!r} (outputs: {', '.join(names)})")
+    check_rule_outputs(rules, [out.name for out in result.outputs])
     judged = []
     for out in result.outputs:
         passed, failed = judge(out, profile, rules)

@@ -64,7 +64,7 @@ def test_lambda_payload_never_runs(writer, tmp_path, run_cli):
 def test_keras_side_refuses_lambda_bytecode_without_trust(tmp_path):
     from lstm_parity.errors import KerasSideError
     from lstm_parity.formats import open_model
-    from lstm_parity.keras_runner import run_keras
+    from lstm_parity.keras_runner import load_keras
 
     marker = tmp_path / "MARKER"
     model = build_with("k2-h5", _lambda_with_marker(marker))
@@ -74,9 +74,9 @@ def test_keras_side_refuses_lambda_bytecode_without_trust(tmp_path):
     layers = [(layer.class_name, layer.config) for layer in spec.layers]
     x = [np.zeros((1, 4, 3), np.float32)]
     with pytest.raises(KerasSideError, match="--trust-model-code"):
-        run_keras(str(path), spec.file_format, spec.semantics, x, layers=layers)
+        load_keras(str(path), spec.file_format, spec.semantics, layers).predict(x)
     assert not marker.exists()
-    run_keras(str(path), spec.file_format, spec.semantics, x, layers=layers, trust_model_code=True)
+    load_keras(str(path), spec.file_format, spec.semantics, layers, trust_model_code=True).predict(x)
     assert marker.exists()  # what the flag is documented to allow, and why it is dangerous
 
 

@@ -185,8 +185,10 @@ def forward_batches(
         for start in range(0, inputs[0].shape[0], step)
     ]
     return ForwardResult(
-        outputs=_joined([part.outputs for part in parts]),
-        layer_outputs={name: _joined([part.layer_outputs[name] for part in parts]) for name in parts[0].layer_outputs},
+        outputs=join_batches([part.outputs for part in parts]),
+        layer_outputs={
+            name: join_batches([part.layer_outputs[name] for part in parts]) for name in parts[0].layer_outputs
+        },
     )
 
 
@@ -203,6 +205,9 @@ def predict_batches(
     return forward_batches(spec, inputs, semantics=semantics, dtype=dtype, batch_size=batch_size, states=states).outputs
 
 
-def _joined(batches: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Per-batch lists of arrays -> one list of arrays over all batches (concatenated on axis 0)."""
+def join_batches(batches: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Per-batch lists of arrays -> one list of arrays over all batches (concatenated on axis 0); a
+    single batch is returned as it is, without a copy."""
+    if len(batches) == 1:
+        return list(batches[0])
     return [np.concatenate(arrays, axis=0) for arrays in zip(*batches, strict=True)]

@@ -7,20 +7,8 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..spec import ModelSpec
+from ..streaming import ArrayRows
 from .base import RunnerInfo
-
-
-class _Rows:
-    """An in-memory array behind the row-reader interface."""
-
-    def __init__(self, array: np.ndarray):
-        self.array, self.shape = array, array.shape
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.array[start:stop]
-
-    def close(self) -> None:
-        pass
 
 
 class ExpectedRunner:
@@ -47,7 +35,7 @@ def expected_from_arrays(spec: ModelSpec, arrays: list[np.ndarray], path: str = 
             f"{spec.source}: the expected outputs are {len(arrays)} arrays, the model has "
             f"{len(spec.output_names)} outputs {spec.output_names}"
         )
-    return ExpectedRunner([_Rows(np.asarray(a)) for a in arrays], "expected", path)
+    return ExpectedRunner([ArrayRows(np.asarray(a)) for a in arrays], "expected", path)
 
 
 def expected_from_file(spec: ModelSpec, path: str) -> ExpectedRunner:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInputError, KerasSideError, LstmParityError
+from ..errors import BadInputError, KerasSideError, LstmParityError, first_line
 from ..formats.sandbox import run_isolated
 from ..reference.quiet import float_quiet
 from ..spec import ModelSpec
@@ -77,12 +77,6 @@ def probe_isolated(probe: Callable[[str], dict], path: str, runtime: str) -> dic
     """Run `probe(path)` (load, allocate, one invocation; returns the census) in a forked, time-limited
     child. Raises the probe's own errors, and BadInputError when the runtime crashes or hangs on it."""
     return run_isolated(probe, path, what=runtime)
-
-
-def first_line(exc: BaseException) -> str:
-    """`Type: first non-empty line of the message`, at most 300 characters (no stack traces)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def thread_count() -> int | None:

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import KerasSideError, LstmParityError
+from ..errors import KerasSideError, LstmParityError, first_line
 from ..spec import ModelSpec
 from .base import RunnerInfo
 
@@ -366,8 +366,7 @@ def guarded(action: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray
     except LstmParityError as exc:
         return {"error": np.array(exc.message)}
     except Exception as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        return {"error": np.array(f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300])}
+        return {"error": np.array(first_line(exc))}
 
 
 class ModelServer:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInputError, KerasSideError
+from ..errors import BadInputError, KerasSideError, first_line
 from ..quiet_stderr import quiet_stderr
 from ..reference.quiet import float_quiet
 from ..spec import ModelSpec
@@ -25,7 +25,6 @@ from .exports import (
     ExportRunner,
     Port,
     check_export_file,
-    first_line,
     import_runtime,
     ports_from_census,
     probe_arrays,

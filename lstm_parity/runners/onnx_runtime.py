@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInputError, KerasSideError
+from ..errors import BadInputError, KerasSideError, first_line
 from ..spec import ModelSpec
 from .census import onnx_census
 from .exports import (
     ExportRunner,
     check_export_file,
-    first_line,
     import_runtime,
     ports_from_census,
     probe_arrays,
