@@ -13,6 +13,21 @@ import numpy as np
 
 # (layer name, node index, tensor index): Keras' own address of a tensor in a functional graph.
 TensorRef = tuple[str, int, int]
+# In `LayerSpec.node_args`, `{TENSOR_SLOT: i}` stands where the call had its i-th input tensor.
+TENSOR_SLOT = "__input__"
+# In `LayerSpec.node_tensors`, a `mask=` the call was given explicitly: "mask" for a single tensor (the
+# mask of the first input), "mask[i]" for the i-th entry of a list (the mask of the i-th input).
+MASK_KEYWORD = "mask"
+
+
+def mask_input(keyword: str) -> int | None:
+    """The positional input whose mask tensor keyword `keyword` holds ("mask" -> 0, "mask[2]" -> 2);
+    None when `keyword` is not a mask."""
+    if keyword == MASK_KEYWORD:
+        return 0
+    if keyword.startswith(MASK_KEYWORD + "[") and keyword.endswith("]") and keyword[5:-1].isdigit():
+        return int(keyword[5:-1])
+    return None
 
 
 @dataclass(frozen=True)
@@ -23,7 +38,14 @@ class LayerSpec:
     `weights` are the arrays in Keras' own order (the order of `layer.get_weights()`), exactly as
     stored, with their textbook `weight_names` ("kernel", ...) and the `stored_names` the writer
     gave them (for reports only: those differ between writers and are never parsed).
-    `inbound` lists, per call of the layer (node), the tensors it consumes.
+    `inbound` lists, per call of the layer (node), the tensors it consumes positionally.
+    Per node too: `node_kwargs` the call's non-tensor keyword arguments as saved (e.g. `training`,
+    `use_causal_mask`, `return_attention_scores`, an op's `axis`), `node_tensors` its tensor keyword
+    arguments (MultiHeadAttention's `value`, an op's `y`; a `mask=` passed explicitly, under the keys
+    of `mask_input`, which the forward pass uses as the inputs' masks) and, for op layers only, `node_args` the
+    positional arguments as saved with each tensor replaced by `{"__input__": i}` (i indexes the
+    node's `inbound`), so constants keep their places. `module`/`registered_name` are what a `.keras`
+    file says about the class ("" when the file does not say).
     """
 
     name: str
@@ -37,6 +59,16 @@ class LayerSpec:
     # Keras 3 functional graphs record, per call, whether the layer was given a mask; Keras 3 gives
     # none to an RNN called with initial_state. Empty: masks reach every call (Keras 2, Sequential).
     node_masks: tuple[bool, ...] = ()
+    node_kwargs: tuple[dict[str, Any], ...] = ()
+    node_tensors: tuple[dict[str, TensorRef], ...] = ()
+    node_args: tuple[tuple[Any, ...], ...] = ()
+    module: str = ""
+    registered_name: str = ""
+
+    def node_refs(self, node: int) -> tuple[TensorRef, ...]:
+        """Every tensor call `node` depends on: its positional inputs, then its tensor keywords."""
+        keywords = self.node_tensors[node] if node < len(self.node_tensors) else {}
+        return self.inbound[node] + tuple(keywords.values())
 
 
 @dataclass(frozen=True)
@@ -68,7 +100,11 @@ class ModelSpec:
 
     def consumers(self, name: str) -> list[LayerSpec]:
         """The layers that take an output of layer `name` as input."""
-        return [layer for layer in self.layers if any(ref[0] == name for node in layer.inbound for ref in node)]
+        return [
+            layer
+            for layer in self.layers
+            if any(ref[0] == name for node in range(len(layer.inbound)) for ref in layer.node_refs(node))
+        ]
 
     def token_inputs(self) -> list[bool]:
         """Per model input: does it feed an Embedding (so it holds integer token ids)?"""

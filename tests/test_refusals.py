@@ -3,6 +3,8 @@ and listing what is supported; a model with a config but no weights is exit 2 (n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ def test_lambda_layer_is_refused_without_running_it(writer, tmp_path, run_cli):
     result = run_cli("predict", path, "-o", tmp_path / "y.npy")
     assert result.exit_code == 3
     line = result.stderr.strip()
-    assert "layer 'double' (Lambda)" in line and "is not supported" in line and "LSTM" in line
+    assert "layer 'double' (Lambda)" in line and "is not supported" in line and "--plugin FILE.py" in line
     assert len(line.splitlines()) == 1
 
 
@@ -44,7 +46,9 @@ def test_custom_layer_is_refused(tmp_path, run_cli):
     )
     path = save_model(model, "k3-keras", tmp_path)
     result = run_cli("check", path, "--samples", "2")
-    assert result.exit_code == 3 and "layer 'scale' (Scale)" in result.stderr and "supported:" in result.stderr
+    line = result.stderr.strip()
+    assert result.exit_code == 3 and "layer 'scale' (Scale)" in line and "'Scale' is not a Keras layer" in line
+    assert "--plugin FILE.py (README: Custom layers and Lambdas)" in line and len(line.splitlines()) == 1
 
 
 def _edit_config(path, old: str, new: str) -> None:
@@ -93,3 +97,18 @@ def test_model_without_weights_is_never_built(tmp_path, run_cli):
             group.attrs["weight_names"] = np.array([], dtype=np.float64)
     result = run_cli("predict", path, "-o", tmp_path / "y.npy")
     assert result.exit_code == 2 and "never built" in result.stderr
+
+
+def test_the_keras_class_lists_cover_the_installed_keras(tmp_path):
+    """keras_classes.py is generated: regenerating it from the installed Keras and tf_keras changes nothing
+    (every installed layer and keras.ops class is listed, so none is taken for a user's class)."""
+    pytest.importorskip("keras")
+    from lstm_parity.reference import keras_classes
+
+    assert keras_classes.installed_ops_classes() <= keras_classes.KERAS_OPS_CLASSES
+    assert keras_classes.installed_layer_classes() <= keras_classes.KERAS_LAYER_CLASSES
+    copy = tmp_path / "keras_classes.py"
+    original = Path(keras_classes.__file__).read_text()
+    copy.write_text(original)
+    keras_classes.regenerate(copy)
+    assert copy.read_text() == original

@@ -148,6 +148,11 @@ def assemble(
                 inbound=layer.inbound,
                 converted=converted,
                 node_masks=layer.node_masks,
+                node_kwargs=layer.node_kwargs,
+                node_tensors=layer.node_tensors,
+                node_args=layer.node_args,
+                module=layer.module,
+                registered_name=layer.registered_name,
             )
         )
     return ModelSpec(

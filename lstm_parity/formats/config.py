@@ -7,11 +7,12 @@ nodes and Keras 3 `{"args": [...], "kwargs": {...}}` nodes). Weights are attache
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadInputError, UnsupportedError
-from ..spec import TensorRef
+from ..spec import MASK_KEYWORD, TENSOR_SLOT, TensorRef
+from .keras3_masks import DerivedMasks
 
 SEQUENTIAL_CLASSES = {"Sequential"}
 FUNCTIONAL_CLASSES = {"Functional", "Model"}
@@ -23,8 +24,27 @@ class ParsedLayer:
     class_name: str
     config: dict[str, Any]
     inbound: tuple[tuple[TensorRef, ...], ...]
-    mask_refs: tuple[TensorRef, ...] = ()  # Keras 3: masks passed explicitly to the layer's calls
+    node_mask: tuple[Any, ...] = ()  # per call: its saved `mask=` (see ParsedNode.mask)
     node_masks: tuple[bool, ...] = ()  # Keras 3 functional: per call, was a mask passed at all?
+    node_kwargs: tuple[dict[str, Any], ...] = ()  # per call: non-tensor keyword arguments
+    node_tensors: tuple[dict[str, TensorRef], ...] = ()  # per call: tensor keyword arguments
+    node_args: tuple[tuple[Any, ...], ...] = ()  # op layers, per call: positional args with tensor slots
+    module: str = ""
+    registered_name: str = ""
+
+
+@dataclass
+class ParsedNode:
+    """One call of a layer: its positional input tensors (then any initial states), its `mask=`
+    (None, one tensor, or a list holding one tensor or None per input), the other keyword arguments
+    split into constants and tensors, and the positional arguments as saved with tensors replaced
+    by `{"__input__": i}` slots."""
+
+    refs: tuple[TensorRef, ...]
+    mask: Any = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, TensorRef] = field(default_factory=dict)
+    args: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -90,6 +110,12 @@ def input_shape_of(config: dict[str, Any], source: str, name: str) -> tuple[int 
 
 def _parse_sequential(config: Any, source: str) -> ParsedModel:
     entries = _layer_entries(config, source)
+    for entry in entries:
+        if entry["class_name"] == "Merge" and entry["config"].get("layers"):
+            raise UnsupportedError(
+                f"{source}: layer {_layer_name(entry, source)!r} (Merge) joins whole branch models inside a "
+                f"Keras 1 Sequential; not supported (supported: Merge in a functional model)"
+            )
     layers: list[ParsedLayer] = []
     first = entries[0]
     if first["class_name"] == "InputLayer":
@@ -121,25 +147,37 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
     layers = []
     for entry in entries:
         name = _layer_name(entry, source)
-        parsed_nodes = [_parse_node(node, source, name) for node in entry.get("inbound_nodes") or []]
+        nodes = entry.get("inbound_nodes") or []
+        if not isinstance(nodes, list):
+            raise BadInputError(f"{source}: malformed inbound nodes of layer {name!r}")
+        keras3_nodes = all(isinstance(node, dict) for node in nodes)
         layer_class = entry["class_name"]
-        if str(entry.get("module", "")).startswith(OPS_MODULES):
+        module = str(entry.get("module") or "")
+        if module.startswith(OPS_MODULES) or (nodes and keras3_nodes and _unmarked_op(entry)):
             layer_class = f"ops.{layer_class}"  # a keras.ops call recorded in the graph, not a layer
-        keras3_nodes = all(isinstance(node, dict) for node in entry.get("inbound_nodes") or [])
+        parsed_nodes = [_parse_node(node, source, name, layer_class) for node in nodes]
+        registered = entry.get("registered_name")
         layers.append(
             ParsedLayer(
                 name,
                 layer_class,
                 entry["config"],
-                tuple(n[0] for n in parsed_nodes),
-                tuple(ref for n in parsed_nodes for ref in n[1]),
-                tuple(bool(n[1]) for n in parsed_nodes) if keras3_nodes else (),
+                tuple(n.refs for n in parsed_nodes),
+                tuple(n.mask for n in parsed_nodes),
+                tuple(_has_mask(n.mask) for n in parsed_nodes) if keras3_nodes else (),
+                tuple(n.kwargs for n in parsed_nodes),
+                tuple(n.tensors for n in parsed_nodes),
+                tuple(n.args for n in parsed_nodes) if is_op_class(layer_class) else (),
+                module,
+                registered if isinstance(registered, str) else "",
             )
         )
     _check_unique(layers, source)
+    _place_masks(layers)
     inputs = _tensor_list(config.get("input_layers"), source, "input_layers")
     outputs = _tensor_list(config.get("output_layers"), source, "output_layers")
-    layers = _reachable(layers, inputs, outputs, source)
+    layers = _reachable(layers, inputs, outputs)
+    _check_op_operands(layers, source)
     by_name = {layer.name: layer for layer in layers}
     shapes = []
     for ref in inputs:
@@ -157,18 +195,27 @@ def _parse_functional(config: Any, source: str, class_name: str) -> ParsedModel:
 
 
 OPS_MODULES = ("keras.src.ops", "keras.ops")
+OP_LAYER_CLASSES = ("TFOpLambda", "SlicingOpLambda")  # tf.keras 2.4+: a TensorFlow function on Keras tensors
+
+
+def is_op_class(class_name: str) -> bool:
+    """Is `class_name` an op call recorded in the graph (tf.keras op layer or Keras 3 keras.ops node)?"""
+    return class_name in OP_LAYER_CLASSES or class_name.startswith("ops.")
+
+
+def _unmarked_op(entry: dict[str, Any]) -> bool:
+    """A Keras 3 legacy `.h5` config drops `module`: a keras.ops node is then an entry named like a
+    keras.ops operation without the `trainable` key every Keras 3 layer config has."""
+    from ..reference.keras_classes import KERAS_OPS_CLASSES
+
+    return entry["class_name"] in KERAS_OPS_CLASSES and "trainable" not in entry["config"]
 
 
 def _reachable(
-    layers: list[ParsedLayer], inputs: tuple[TensorRef, ...], outputs: tuple[TensorRef, ...], source: str
+    layers: list[ParsedLayer], inputs: tuple[TensorRef, ...], outputs: tuple[TensorRef, ...]
 ) -> list[ParsedLayer]:
-    """Keep the layers the outputs depend on through their inputs and initial states.
-
-    Keras 3 records the masks it derives (Embedding's ids != 0, merged masks, ...) as keras.ops
-    nodes passed to the next layer as `mask=`; the reference derives the same masks itself
-    (tested against model.predict), so those nodes fall away here. A mask coming from anything
-    but such an ops node was passed by the user's code and is refused.
-    """
+    """Keep the layers the outputs depend on through their inputs, initial states and tensor keywords
+    (explicit masks included): the op nodes of the masks Keras 3 derived itself fall away here."""
     by_name = {layer.name: layer for layer in layers}
     needed = {ref[0] for ref in inputs}
     stack = [ref[0] for ref in outputs]
@@ -177,24 +224,45 @@ def _reachable(
         if name in needed or name not in by_name:
             continue
         needed.add(name)
-        stack.extend(ref[0] for node in by_name[name].inbound for ref in node)
-    for layer in layers:
-        if layer.name not in needed:
-            continue
-        for ref in layer.mask_refs:
-            producer = by_name.get(ref[0])
-            if producer is None or not _is_op(producer):
-                raise UnsupportedError(
-                    f"{source}: layer {layer.name!r} is called with an explicit mask= tensor "
-                    f"from {ref[0]!r}; only the masks Keras derives itself are supported"
-                )
+        layer = by_name[name]
+        stack.extend(ref[0] for node in layer.inbound for ref in node)
+        stack.extend(ref[0] for node in layer.node_tensors for ref in node.values())
     return [layer for layer in layers if layer.name in needed]
 
 
-def _is_op(layer: ParsedLayer) -> bool:
-    """A keras.ops node: named by module in .keras configs; in legacy .h5 configs (no module) the
-    one kind of entry without the `trainable` key every Keras 3 layer config has."""
-    return layer.class_name.startswith("ops.") or (layer.class_name != "InputLayer" and "trainable" not in layer.config)
+def _check_op_operands(layers: list[ParsedLayer], source: str) -> None:
+    """A tf.keras op layer whose call holds no tensor: tf.keras saved only its first argument (tf.einsum's
+    equation; the tensors went to *args, which it does not save), so nothing in the file says what it
+    computes on."""
+    for layer in layers:
+        empty = any(not refs and not tensors for refs, tensors in zip(layer.inbound, layer.node_tensors, strict=True))
+        if layer.class_name in OP_LAYER_CLASSES and empty:
+            raise UnsupportedError(
+                f"{source}: layer {layer.name!r} ({layer.class_name}): tf.keras did not save the operands of "
+                f"tf.{layer.config.get('function')} (only its first argument); the file cannot be computed"
+            )
+
+
+def _has_mask(mask: Any) -> bool:
+    return mask is not None and (not isinstance(mask, list) or any(m is not None for m in mask))
+
+
+def _place_masks(layers: list[ParsedLayer]) -> None:
+    """Make each call's saved `mask=` tensor keywords (keys as in `spec.mask_input`): the forward pass
+    computes them and gives them to the layer, as Keras does. Except, in Keras 3 graphs, the masks
+    Keras derived itself (also op nodes) where the reference derives the same: see keras3_masks."""
+    derived = DerivedMasks(layers) if any(layer.node_masks for layer in layers) else None
+    for layer in layers:
+        tensors = list(layer.node_tensors)
+        for node, mask in enumerate(layer.node_mask):
+            if not _has_mask(mask) or (derived is not None and layer.node_masks and derived.is_derived(layer, node)):
+                continue
+            if isinstance(mask, list):
+                keywords = {f"{MASK_KEYWORD}[{i}]": ref for i, ref in enumerate(mask) if ref is not None}
+            else:
+                keywords = {MASK_KEYWORD: mask}
+            tensors[node] = {**tensors[node], **keywords}
+        layer.node_tensors = tuple(tensors)
 
 
 def _check_unique(layers: list[ParsedLayer], source: str) -> None:
@@ -225,47 +293,150 @@ def _tensor_list(value: Any, source: str, where: str) -> tuple[TensorRef, ...]:
     return tuple(_ref(v, source, where) for v in value)
 
 
-def _parse_node(node: Any, source: str, layer: str) -> tuple[tuple[TensorRef, ...], tuple[TensorRef, ...]]:
-    """A call's input tensors, positionally (the input(s) first, then any initial states), and the
-    tensors passed as `mask=`.
+CONSTANT = "_CONSTANT_VALUE"  # tf.keras: a constant in a call's first argument, [CONSTANT, -1, value, kwargs]
+
+
+def _parse_node(node: Any, source: str, layer: str, class_name: str) -> ParsedNode:
+    """One saved call of `layer`: see ParsedNode.
 
     Positional x then states is Keras 2's own layout for an RNN called with initial_state
-    ([x, h0, c0]); a Keras 3 node's `initial_state` keyword is appended the same way. Other tensor
-    keywords are refused.
+    ([x, h0, c0]); a Keras 3 node's `initial_state` keyword is appended the same way. Tensors
+    inside other keyword structures (a list of tensors as one keyword) are refused.
     """
     where = f"inbound nodes of layer {layer!r}"
+    op = is_op_class(class_name)
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-        refs = _keras3_tensors(node.get("args", []), source)
+        refs: list[TensorRef] = []
+        args = _keras3_walk(node.get("args", []), refs, source)
         kwargs = node.get("kwargs") or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise BadInputError(f"{source}: malformed {where}")
+        return _split_kwargs(kwargs, refs, tuple(args) if op else (), KERAS3, source, layer)
+    if isinstance(node, list):  # Keras 2: [[name, node, tensor, kwargs], ...]; op layers may drop a level
+        entries: list[list[Any]] = []
+        template = _keras2_walk(node, entries, source, strict=True)
+        refs = []
+        for entry in entries:
+            if entry[0] == CONSTANT:
+                if not op:
+                    raise UnsupportedError(
+                        f"{source}: layer {layer!r} is called with a constant {entry[2]!r} as an input; not supported"
+                    )
+                continue
+            refs.append(_ref(entry, source, where))
+        kwargs = next((e[3] for e in entries if len(e) > 3), None) or {}
         if not isinstance(kwargs, dict):
             raise BadInputError(f"{source}: malformed {where}")
-        refs += _keras3_tensors(kwargs.get("initial_state"), source)
-        masks = _keras3_tensors(kwargs.get("mask"), source)
-        others = sorted(
-            k for k, v in kwargs.items() if k not in ("initial_state", "mask") and _keras3_tensors(v, source)
-        )
-        if others:
-            raise UnsupportedError(
-                f"{source}: layer {layer!r} is called with tensor keyword arguments "
-                f"{others}; not supported (supported: initial_state, mask)"
-            )
-        return tuple(refs), tuple(masks)
-    if isinstance(node, list):  # Keras 2: [[name, node, tensor, kwargs], ...]
-        return tuple(_ref(item, source, where) for item in node), ()
+        return _split_kwargs(kwargs, refs, (template,) if op else (), KERAS2, source, layer)
     raise BadInputError(f"{source}: malformed {where}")
 
 
+@dataclass(frozen=True)
+class _Generation:
+    """How one generation's node data holds tensors: `tensors(value)` lists those in a structure,
+    `single(value)` is the reference when the value is one tensor (else None)."""
+
+    tensors: Any
+    single: Any
+
+
+def _split_kwargs(
+    kwargs: dict[str, Any], refs: list[TensorRef], args: tuple[Any, ...], gen: _Generation, source: str, layer: str
+) -> ParsedNode:
+    mask: Any = None
+    constants: dict[str, Any] = {}
+    tensors: dict[str, TensorRef] = {}
+    states: list[TensorRef] = []
+    for key, value in kwargs.items():
+        found = gen.tensors(value, source)
+        single = gen.single(value, source)
+        if key == MASK_KEYWORD:
+            mask = _mask_structure(value, single, gen, source, layer)
+        elif key == "initial_state":
+            states += found
+        elif not found:
+            constants[key] = value
+        elif single is not None:
+            tensors[key] = single
+        else:
+            raise UnsupportedError(
+                f"{source}: layer {layer!r} is called with several tensors in keyword argument {key!r}; not supported"
+            )
+    return ParsedNode(tuple(refs + states), mask, constants, tensors, args)
+
+
+def _mask_structure(value: Any, single: TensorRef | None, gen: _Generation, source: str, layer: str) -> Any:
+    """A call's `mask=`: None, one tensor, or a list holding one tensor or None per input."""
+    if value is None or single is not None:
+        return single
+    if isinstance(value, list):
+        items = [None if item is None else gen.single(item, source) for item in value]
+        if all(ref is not None or item is None for ref, item in zip(items, value, strict=True)):
+            return items
+    raise UnsupportedError(f"{source}: layer {layer!r} is called with a mask= structure that is not supported")
+
+
+def _is_entry(value: Any) -> bool:
+    """tf.keras node data: [layer name, node index, tensor index] or the same with a kwargs dict."""
+    return (
+        isinstance(value, list)
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and (len(value) == 3 or isinstance(value[3], dict))
+    )
+
+
+def _keras2_walk(value: Any, entries: list[list[Any]], source: str, strict: bool = False) -> Any:
+    """Walk tf.keras node data (lists and dicts): collect its entries in order and return the structure
+    with each tensor replaced by a slot and each constant by its value. A call's first argument holds
+    nothing but entries (`strict`: anything else is malformed); keyword arguments hold any values."""
+    if _is_entry(value):
+        entries.append(value)
+        if value[0] == CONSTANT:
+            return value[2]
+        return {TENSOR_SLOT: sum(1 for e in entries if e[0] != CONSTANT) - 1}
+    if isinstance(value, list) and (value or not strict):
+        return [_keras2_walk(item, entries, source, strict) for item in value]
+    if strict:
+        raise BadInputError(f"{source}: malformed tensor reference {value!r} in inbound nodes")
+    if isinstance(value, dict):
+        return {key: _keras2_walk(item, entries, source) for key, item in value.items()}
+    return value
+
+
+def _keras2_tensors(value: Any, source: str) -> list[TensorRef]:
+    entries: list[list[Any]] = []
+    _keras2_walk(value, entries, source)
+    return [_ref(entry, source, "keyword arguments") for entry in entries if entry[0] != CONSTANT]
+
+
+def _keras2_single(value: Any, source: str) -> TensorRef | None:
+    return _ref(value, source, "keyword arguments") if _is_entry(value) and value[0] != CONSTANT else None
+
+
+def _keras3_walk(value: Any, refs: list[TensorRef], source: str) -> Any:
+    """A Keras 3 call's arguments with each `__keras_tensor__` replaced by a slot (collected in `refs`)."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            refs.append(_ref((value.get("config") or {}).get("keras_history"), source, "keras_history"))
+            return {TENSOR_SLOT: len(refs) - 1}
+        return {key: _keras3_walk(item, refs, source) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_keras3_walk(item, refs, source) for item in value]
+    return value
+
+
 def _keras3_tensors(value: Any, source: str) -> list[TensorRef]:
-    found: list[TensorRef] = []
-    stack = [value]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, dict):
-            if item.get("class_name") == "__keras_tensor__":
-                history = (item.get("config") or {}).get("keras_history")
-                found.append(_ref(history, source, "keras_history"))
-            else:
-                stack[0:0] = list(item.values())
-        elif isinstance(item, list):
-            stack[0:0] = item
-    return found
+    refs: list[TensorRef] = []
+    _keras3_walk(value, refs, source)
+    return refs
+
+
+def _keras3_single(value: Any, source: str) -> TensorRef | None:
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return _keras3_tensors(value, source)[0]
+    return None
+
+
+KERAS2 = _Generation(_keras2_tensors, _keras2_single)
+KERAS3 = _Generation(_keras3_tensors, _keras3_single)

@@ -24,7 +24,13 @@ KNOWN_MEMBERS = {"config.json", "metadata.json", "model.weights.h5", "model.weig
 MAX_RATIO = 200  # uncompressed / compressed size beyond which a member counts as a zip bomb
 MAX_MEMBER_BYTES = MAX_ARRAY_BYTES
 # Sub-objects whose variables belong to the layer, in the order Keras creates (and returns) them.
-CHILD_ORDER = ("cell", "forward_layer", "backward_layer", "layer")
+# Sub-layers whose variables belong to their parent, in Keras' get_weights order: an RNN's cell, a
+# wrapper's layer(s), and MultiHeadAttention's EinsumDense projections (Keras 3.0.0-3.0.2 named them
+# with a leading underscore; gate_dense exists only with use_gate=True, Keras >= 3.14).
+MHA_CHILDREN = tuple(
+    name for part in ("query", "key", "gate", "value", "output") for name in (f"{part}_dense", f"_{part}_dense")
+)
+CHILD_ORDER = ("cell", "forward_layer", "backward_layer", "layer") + MHA_CHILDREN
 
 
 def snake_case(class_name: str) -> str:
@@ -105,11 +111,12 @@ def container_paths(parsed: ParsedModel) -> dict[str, str]:
     """Where each layer's weights live: `layers/<snake_case(class)>[_N]` by Keras' counter rule.
 
     Sequential's list skips the InputLayer (ours may be synthesized); Functional's includes it.
+    keras.ops nodes are operations, not layers: they hold no weights and take no place in the list.
     """
     used: dict[str, int] = {}
     paths = {}
     for index, layer in enumerate(parsed.layers):
-        if parsed.model_class == "Sequential" and index == 0:
+        if (parsed.model_class == "Sequential" and index == 0) or layer.class_name.startswith("ops."):
             continue
         name = snake_case(layer.class_name)
         if name in used:

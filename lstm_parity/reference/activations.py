@@ -39,13 +39,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * x))
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+def softmax(x: np.ndarray, axis: int | tuple[int, ...] | None = -1) -> np.ndarray:
+    """exp(x) / sum(exp(x)) over `axis` (an int, several axes jointly, or None: all axes), computed
+    from x - max(x) so that large scores do not overflow."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def elu(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
 
 
 def selu(x: np.ndarray) -> np.ndarray:
@@ -68,7 +70,10 @@ def swish(x: np.ndarray) -> np.ndarray:
     return x * sigmoid(x)
 
 
-def gelu(x: np.ndarray) -> np.ndarray:
+def gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
+    """x * Phi(x) with the normal CDF Phi from erf, or with its tanh approximation (`approximate`)."""
+    if approximate:
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
 
 
@@ -92,9 +97,10 @@ def leaky_relu_keras3(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, 0.2 * x)
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    shifted = x - np.max(x, axis=-1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+def log_softmax(x: np.ndarray, axis: int | tuple[int, ...] | None = -1) -> np.ndarray:
+    """log(softmax(x)) over `axis` (as softmax), without forming the softmax."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def mish(x: np.ndarray) -> np.ndarray:

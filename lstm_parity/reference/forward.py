@@ -7,24 +7,16 @@ layer's per-timestep gate values, for per-layer divergence reports and gate trac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..errors import BadInputError
-from ..spec import ModelSpec, TensorRef
-from .layers import Context, LayerFn, build_layer
+from ..formats.keras3_masks import MASK_CONSUMERS
+from ..spec import TENSOR_SLOT, LayerSpec, ModelSpec, TensorRef, mask_input
+from .layers import NO_CALL, Call, CallFn, Context, build_call
 from .parallel import default_threads, map_chunks, plan_rows
 from .quiet import float_quiet
-
-MASK_CONSUMERS = {
-    "LSTM",
-    "GRU",
-    "SimpleRNN",
-    "ConvLSTM2D",
-    "Bidirectional",
-    "TimeDistributed",
-    "GlobalAveragePooling1D",
-}
 
 
 @dataclass
@@ -40,14 +32,21 @@ class ForwardResult:
 @float_quiet
 def build(
     spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
-) -> dict[str, LayerFn]:
+) -> dict[str, CallFn]:
     """Validate and prepare every non-input layer; raises UnsupportedError before any compute.
 
     `states` is the store through which stateful recurrent layers carry their states from one
     call to the next (the batches of one `predict`); None keeps nothing.
     """
-    ctx = Context(semantics=semantics, dtype=np.dtype(dtype), source=spec.source, record=record, states=states)
-    return {layer.name: build_layer(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
+    ctx = Context(
+        semantics=semantics,
+        dtype=np.dtype(dtype),
+        source=spec.source,
+        record=record,
+        states=states,
+        keras_version=spec.keras_version,
+    )
+    return {layer.name: build_call(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
 
 
 def forward(
@@ -89,7 +88,7 @@ def widest_gates(spec: ModelSpec) -> int:
 
 @float_quiet
 def _run_graph(
-    spec: ModelSpec, fns: dict[str, LayerFn], inputs: list[np.ndarray], dtype: np.dtype | type, record: bool
+    spec: ModelSpec, fns: dict[str, CallFn], inputs: list[np.ndarray], dtype: np.dtype | type, record: bool
 ) -> ForwardResult:
     """One pass over the layer graph in dependency order."""
     values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -104,9 +103,9 @@ def _run_graph(
         for node_index, refs in enumerate(layer.inbound)
     ]
     while pending:
-        ready = [item for item in pending if all(ref in values for ref in item[2])]
+        ready = [item for item in pending if all(ref in values for ref in item[0].node_refs(item[1]))]
         if not ready:
-            missing = sorted({ref[0] for item in pending for ref in item[2] if ref not in values})
+            missing = sorted({r[0] for item in pending for r in item[0].node_refs(item[1]) if r not in values})
             raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
         for item in ready:
             layer, node_index, refs = item
@@ -114,8 +113,10 @@ def _run_graph(
             masks = [values[r][1] for r in refs]
             if layer.node_masks and not layer.node_masks[node_index] and layer.class_name in MASK_CONSUMERS:
                 masks = [None] * len(refs)  # Keras 3 called this layer without a mask
+            masks = _given_masks(layer, node_index, values) or masks
+            call = _call(layer, node_index, args, values)
             try:
-                layer_result = fns[layer.name](args, masks)
+                layer_result = fns[layer.name](args, masks, call)
             except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
                 shapes = ", ".join(str(a.shape) for a in args)
                 raise BadInputError(
@@ -134,6 +135,51 @@ def _run_graph(
             raise BadInputError(f"{spec.source}: model output {ref} is never computed")
         result.outputs.append(values[ref][0])
     return result
+
+
+def _given_masks(layer: LayerSpec, node: int, values: dict[TensorRef, tuple]) -> list[np.ndarray | None]:
+    """The masks call `node` was given explicitly (`mask=`), one per positional input (None where the
+    call gave none), as booleans; an empty list when it was given none: Keras then derives them."""
+    given = {
+        mask_input(key): ref
+        for key, ref in (layer.node_tensors[node] if node < len(layer.node_tensors) else {}).items()
+        if mask_input(key) is not None
+    }
+    if not given:
+        return []
+    masks: list[np.ndarray | None] = [None] * len(layer.inbound[node])
+    for index, ref in given.items():
+        if index is not None and index < len(masks):
+            masks[index] = np.asarray(values[ref][0]).astype(bool)
+    return masks
+
+
+def _call(layer: LayerSpec, node: int, args: list[np.ndarray], values: dict[TensorRef, tuple]) -> Call:
+    """The keyword arguments (and, for op layers, the positional arguments as saved) of call `node`;
+    explicit masks are not keywords here (see `_given_masks`)."""
+    kwargs = layer.node_kwargs[node] if node < len(layer.node_kwargs) else {}
+    tensors = layer.node_tensors[node] if node < len(layer.node_tensors) else {}
+    tensors = {key: ref for key, ref in tensors.items() if mask_input(key) is None}
+    template = layer.node_args[node] if node < len(layer.node_args) else ()
+    if not kwargs and not tensors and not template:
+        return NO_CALL
+    return Call(
+        kwargs=kwargs,
+        tensors={key: values[ref][0] for key, ref in tensors.items()},
+        tensor_masks={key: values[ref][1] for key, ref in tensors.items()},
+        args=tuple(_fill(item, args) for item in template),
+    )
+
+
+def _fill(item: Any, args: list[np.ndarray]) -> Any:
+    """A saved argument with its `{"__input__": i}` slots replaced by the node's i-th input."""
+    if isinstance(item, dict):
+        if TENSOR_SLOT in item and len(item) == 1:
+            return args[item[TENSOR_SLOT]]
+        return {key: _fill(value, args) for key, value in item.items()}
+    if isinstance(item, list):
+        return [_fill(value, args) for value in item]
+    return item
 
 
 def stateful_layers(spec: ModelSpec) -> list[str]:
