@@ -57,25 +57,46 @@ def _output_shapes(spec: ModelSpec) -> dict[str, list[tuple[int | None, ...]]]:
     return shapes
 
 
-def _supported(layer: LayerSpec, spec: ModelSpec) -> str:
+def _supported(layer: LayerSpec, spec: ModelSpec) -> tuple[str, list[str]]:
+    """Why the reference cannot compute `layer` ("" if it can), and the plugins that compute it or a layer it
+    wraps ('my_layers.py (attention_layer)', 'my_layers.py (f) (wrapped layer td/inner)')."""
+    from .plugins import recording
+
     if layer.class_name == "InputLayer":
-        return ""
-    try:
-        build_layer(layer, Context(semantics=spec.semantics, dtype=np.dtype(np.float64), source=spec.source))
-        return ""
-    except LstmParityError as exc:
-        return exc.message.split("): ", 1)[-1]  # drop the "file: layer (class)" prefix
+        return "", []
+    with recording() as computed:
+        try:
+            build_layer(
+                layer,
+                Context(
+                    semantics=spec.semantics,
+                    dtype=np.dtype(np.float64),
+                    source=spec.source,
+                    keras_version=spec.keras_version,
+                ),
+            )
+            problem = ""
+        except LstmParityError as exc:
+            problem = exc.message.split("): ", 1)[-1]  # drop the "file: layer (class)" prefix
+    plugins = [
+        each.registration.label + (f" (wrapped layer {each.layer})" if each.layer != layer.name else "")
+        for each in computed
+    ]
+    return problem, plugins
 
 
 def inspect_model(spec: ModelSpec) -> dict[str, Any]:
-    """The inspection as plain data (also the `--json` output)."""
-    problems = {layer.name: _supported(layer, spec) for layer in spec.layers}
+    """The inspection as plain data (also the `--json` output). `shapes_problem` says why the output shapes
+    are unknown (a layer, a plugin say, fails on the tiny generated inputs), else None."""
+    checked = {layer.name: _supported(layer, spec) for layer in spec.layers}
+    problems = {name: problem for name, (problem, _) in checked.items()}
     shapes: dict[str, list] = {}
+    shapes_problem = None
     if not any(problems.values()):
         try:
             shapes = _output_shapes(spec)
-        except LstmParityError:
-            shapes = {}
+        except LstmParityError as exc:
+            shapes, shapes_problem = {}, exc.message
     layers = []
     for layer in spec.layers:
         if layer.class_name == "InputLayer":
@@ -95,6 +116,7 @@ def inspect_model(spec: ModelSpec) -> dict[str, Any]:
                 "explained": _explain(layer),
                 "supported": not problems[layer.name],
                 "problem": problems[layer.name] or None,
+                "plugins": checked[layer.name][1],  # the user's code that computes it (or a layer it wraps)
                 "converted": layer.converted or None,
             }
         )
@@ -107,6 +129,7 @@ def inspect_model(spec: ModelSpec) -> dict[str, Any]:
         "parameters": sum(each["parameters"] for each in layers),
         "layers": layers,
         "supported": not any(problems.values()),
+        "shapes_problem": shapes_problem,
     }
 
 
@@ -135,7 +158,7 @@ def render_inspection(info: dict[str, Any]) -> str:
                 layer["class_name"],
                 shape_text(layer["output_shapes"]),
                 str(layer["parameters"]),
-                "yes" if layer["supported"] else "NO",
+                ("plugin" if layer["plugins"] else "yes") if layer["supported"] else "NO",
                 options,
             )
         )
@@ -147,11 +170,14 @@ def render_inspection(info: dict[str, Any]) -> str:
         "",
     ]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
+    if info["shapes_problem"]:
+        lines += ["", f"  output shapes unknown: computing on tiny generated inputs failed: {info['shapes_problem']}"]
     for layer in info["layers"]:
-        if layer["explained"] or layer["problem"] or layer["converted"]:
+        if layer["explained"] or layer["problem"] or layer["converted"] or layer["plugins"]:
             lines.append("")
             lines.append(f"  {layer['name']} ({layer['class_name']}):")
             lines += [f"    {text}" for text in layer["explained"]]
+            lines += [f"    computed by plugin {text}" for text in layer["plugins"]]
             if layer["converted"]:
                 lines.append(f"    converted: {layer['converted']}")
             if layer["problem"]:

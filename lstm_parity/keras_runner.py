@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,19 @@ class KerasModel:
         except Exception as exc:
             raise KerasSideError(f"{self.where} cannot read its weights: {first_line(exc)}") from None
 
+    def output_shapes(self, names: list[str]) -> dict[str, list[tuple[int | None, ...]]]:
+        """The output shapes Keras computes for the layers `names` (batch first, None where free); a layer
+        Keras cannot say one shape for (called several times) is left out."""
+        shapes = {}
+        for name in names:
+            try:
+                out = self.model.get_layer(name).output
+                outs = list(out) if isinstance(out, (list, tuple)) else [out]
+                shapes[name] = [tuple(None if d is None else int(d) for d in tuple(o.shape)) for o in outs]
+            except Exception:  # no such layer, or no single output
+                continue
+        return shapes
+
     def predict(self, inputs: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
         """`model.predict` on float32 `inputs`; raises KerasSideError."""
         try:
@@ -171,29 +184,38 @@ def load_keras(
     semantics: str,
     layers: list[tuple[str, dict[str, Any]]] | None = None,
     trust_model_code: bool = False,
+    custom_objects: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
 ) -> KerasModel:
     """Load `path` with the Keras of `semantics` (compile=False; Keras 3 in safe_mode unless trusted).
 
     `layers` ((class name, config) pairs from our reader) lets the runner refuse, before Keras
     sees the file, models whose Lambda layers carry Python bytecode, unless trust_model_code.
+    `custom_objects` are the user's own classes for custom layers (plugins' keras_objects: code the
+    user named, not code from the file, so safe_mode stays on), or a function returning them, called
+    once Keras is imported (quietly).
     Raises KerasSideError (exit 4) when Keras is missing or cannot load the file.
     """
     lambdas = code_carrying_layers(layers or [])
     if lambdas and not trust_model_code:
         raise KerasSideError(
             f"{path}: refusing to let Keras load Lambda layer(s) {lambdas}: loading runs the "
-            f"Python code stored in the file; pass --trust-model-code only if you trust it"
+            f"Python code stored in the file; pass --trust-model-code (check-all: trust_model_code = true) only "
+            f"if you trust it, or compare without Keras (--no-keras)"
         )
     package = PACKAGE_FOR_SEMANTICS[semantics]
     module = import_keras(package)
     where = f"{path}: {package} {module.__version__}"
+    with quiet_stderr():
+        objects = custom_objects() if callable(custom_objects) else dict(custom_objects or {})
     with _with_extension(path, file_format) as loadable:
         try:
             with quiet_stderr():
                 if package == "keras":
-                    model = module.models.load_model(loadable, compile=False, safe_mode=not trust_model_code)
+                    model = module.models.load_model(
+                        loadable, compile=False, safe_mode=not trust_model_code, custom_objects=objects
+                    )
                 else:
-                    model = module.models.load_model(loadable, compile=False)
+                    model = module.models.load_model(loadable, compile=False, custom_objects=objects)
         except Exception as exc:
             raise KerasSideError(f"{where} cannot load the file: {first_line(exc)}") from None
     return KerasModel(package, module.__version__, module, model, where)

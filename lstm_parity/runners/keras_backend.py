@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -46,6 +46,7 @@ CLOSE_TIMEOUT = 10.0  # seconds for the child to exit once its stdin is closed
 HEADER = struct.Struct(">Q")  # message length in bytes
 MAX_MESSAGE_BYTES = 1 << 40  # a length beyond this is a corrupt stream, not a message
 # The child: drop the script directory ('' = cwd) from sys.path so files there cannot shadow modules.
+ENTRY_POINTS, NO_ENTRY_POINTS = "entry-points", "no-entry-points"  # the child's argument: load installed plugins?
 CHILD_CODE = "import sys; del sys.path[0]; from lstm_parity.runners.keras_backend import serve; sys.exit(serve())"
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -271,7 +272,8 @@ def refuse(backend: str, spec: ModelSpec, trust_model_code: bool) -> None:
     if lambdas and not trust_model_code:
         raise KerasSideError(
             f"{spec.source}: refusing to let Keras load Lambda layer(s) {lambdas}: loading runs the "
-            f"Python code stored in the file; pass --trust-model-code only if you trust it"
+            f"Python code stored in the file; pass --trust-model-code (check-all: trust_model_code = true) only "
+            f"if you trust it, or compare without Keras (--no-keras)"
         )
     for package in ("keras", BACKEND_PACKAGES[backend]):
         if importlib.util.find_spec(package) is None:
@@ -303,11 +305,15 @@ def open_keras_backend(
     load the file, or does not finish loading within `load_timeout` seconds; BadInputError (2) for a
     JSON dump. Close the runner to end the child.
     """
+    from ..plugins import computed_layers, plugin_files, uses_entry_points
     from ..reference.forward import fixed_batch_size, stateful_layers
 
     refuse(backend, spec, trust_model_code)
     batch = fixed_batch_size(spec) or batch_size
     arguments = [os.path.abspath(spec.source), spec.file_format, str(batch), "trust" if trust_model_code else "safe"]
+    # installed packages' plugins: the child loads them only when one computes a layer of this model
+    arguments.append(ENTRY_POINTS if uses_entry_points(computed_layers(spec)) else NO_ENTRY_POINTS)
+    arguments += plugin_files()  # the user's plugin files: the child gives their Keras classes to Keras too
     log = tempfile.TemporaryFile(prefix="lstm-parity-keras-")  # noqa: SIM115 (the runner closes it)
     try:
         process = subprocess.Popen(
@@ -344,12 +350,19 @@ def claim_protocol_streams() -> tuple[IO[bytes], IO[bytes]]:
     return requests, replies
 
 
-def load_in_child(path: str, file_format: str, trust_model_code: bool) -> tuple[Any, str]:
-    """Load `path` with Keras 3 on KERAS_BACKEND (keras_runner.load_keras); returns the KerasModel and
-    "keras X / <backend> Y". Raises KerasSideError."""
+def load_in_child(
+    path: str, file_format: str, trust_model_code: bool, plugins: Sequence[str] = (), entry_points: bool = False
+) -> tuple[Any, str]:
+    """Load `path` with Keras 3 on KERAS_BACKEND (keras_runner.load_keras), with the Keras classes of the
+    plugin files `plugins` (and of installed packages' plugins when `entry_points`) as custom objects;
+    returns the KerasModel and "keras X / <backend> Y".
+    Raises KerasSideError, BadInputError for a plugin that cannot be loaded."""
     from ..keras_runner import load_keras
+    from ..plugins import PluginSet, installed_plugins, load_plugins
 
-    loaded = load_keras(path, file_format, "keras3", None, trust_model_code)
+    files = load_plugins(list(plugins)).plugins
+    given = PluginSet(files + (installed_plugins() if entry_points else ()))
+    loaded = load_keras(path, file_format, "keras3", None, trust_model_code, given.keras_objects)
     wanted = os.environ.get("KERAS_BACKEND", "tensorflow")
     actual = str(loaded.module.backend.backend())
     if actual != wanted:
@@ -374,14 +387,24 @@ class ModelServer:
     After a failed request the model is loaded again before the next one: Keras on JAX leaves a
     model whose predict raised with its variables purged (every later predict fails)."""
 
-    def __init__(self, path: str, file_format: str, batch_size: int, trust_model_code: bool):
+    def __init__(
+        self,
+        path: str,
+        file_format: str,
+        batch_size: int,
+        trust_model_code: bool,
+        plugins: Sequence[str] = (),
+        entry_points: bool = False,
+    ):
         self.path, self.file_format, self.batch_size = path, file_format, batch_size
-        self.trust_model_code = trust_model_code
+        self.trust_model_code, self.plugins, self.entry_points = trust_model_code, list(plugins), entry_points
         self.model: Any = None
 
     def load(self) -> dict[str, np.ndarray]:
         """Load the model; the reply {"version": "keras X / <backend> Y"}. Raises KerasSideError."""
-        self.model, version = load_in_child(self.path, self.file_format, self.trust_model_code)
+        self.model, version = load_in_child(
+            self.path, self.file_format, self.trust_model_code, self.plugins, self.entry_points
+        )
         return {"version": np.array(version)}
 
     def predict(self, request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -397,11 +420,12 @@ class ModelServer:
 
 
 def serve(argv: list[str] | None = None) -> int:
-    """The child's main: argv is PATH FILE_FORMAT BATCH_SIZE trust|safe. Load, say "version", then
-    answer each request with the model's outputs until stdin ends. Returns the exit status."""
-    path, file_format, batch_text, trust = argv if argv is not None else sys.argv[1:]
+    """The child's main: argv is PATH FILE_FORMAT BATCH_SIZE trust|safe entry-points|no-entry-points
+    [PLUGIN_FILE ...]. Load, say "version", then answer each request with the model's outputs until stdin
+    ends. Returns the exit status."""
+    path, file_format, batch_text, trust, installed, *plugins = argv if argv is not None else sys.argv[1:]
     requests, replies = claim_protocol_streams()
-    server = ModelServer(path, file_format, int(batch_text), trust == "trust")
+    server = ModelServer(path, file_format, int(batch_text), trust == "trust", plugins, installed == ENTRY_POINTS)
     reply = guarded(server.load)
     try:
         write_message(replies, encode(reply))
