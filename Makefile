@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TF_PINS ?= "tensorflow==2.21.*" "tf-keras==2.21.*"
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test bench sample-models lint clean
+.PHONY: install demo test bench sample-models lint clean port-demo
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ test: lint
 # OpenBLAS tuning variables some machines set would skew the matmul rate: unset for this command only.
 bench: install
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py
+
+# The porting loop on the sample model: its weights as a C header, the hand-written C port in
+# examples/c_port compiled against it and gated by check --expected/--expected-trace, then the same
+# port with its input and forget gates swapped, which must fail and be named.
+port-demo: install
+	$(MAKE) -C examples/c_port demo LSTM_PARITY=$(abspath $(BIN))/lstm-parity BUILD=$(abspath build/c_port)
 
 sample-models: install
 	$(BIN)/python sample_models/make_sample_models.py

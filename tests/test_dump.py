@@ -125,3 +125,80 @@ def test_dump_refuses_to_overwrite_model(run_cli, tmp_path):
 
 def _sigmoid(v):
     return 1 / (1 + np.exp(-v))
+
+
+def _edited_dump(tmp_path, run_cli, edit, name: str):
+    """The sample model's JSON dump with `edit(data)` applied, written as `name`."""
+    data = json.loads(run_cli("dump", SAMPLES / "tutorial_keras2.h5").stdout)
+    edit(data)
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("units", [4, "x", 5.0, True, 0], ids=repr)
+def test_units_that_disagree_with_the_weights_are_bad_input_in_every_format(units, tmp_path, run_cli):
+    def set_units(data):
+        next(layer for layer in data["layers"] if layer["name"] == "lstm")["config"]["units"] = units
+
+    path = _edited_dump(tmp_path, run_cli, set_units, "bad_units.json")
+    for fmt in ("json", "c", "npz"):
+        result = run_cli("dump", path, "--format", fmt, "-o", tmp_path / f"out.{fmt}")
+        assert result.exit_code == 2, (fmt, result.output)
+        assert result.stderr.startswith(f"lstm-parity: error: {path}: layer 'lstm' (LSTM): ")
+        assert len(result.stderr.splitlines()) == 1 and not (tmp_path / f"out.{fmt}").exists()
+    if units == 4:  # the reference's own shape check says what is wrong
+        assert "weight kernel has shape (3, 20), expected (?, 16)" in result.stderr
+    elif isinstance(units, int) and not isinstance(units, bool):
+        assert "units 0 is not a positive integer" in result.stderr
+    else:
+        assert f"units {units!r} is not a positive integer" in result.stderr
+
+
+def test_units_of_a_wrapped_layer_are_checked_too(tmp_path, run_cli):
+    model = build_model("k3-keras", 4, 3, [("Bidirectional", dict(layer=_lstm(2)))], seed=1)
+    data = json.loads(run_cli("dump", save_model(model, "k3-keras", tmp_path)).stdout)
+    data["layers"][-1]["config"]["layer"]["config"]["units"] = "two"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    result = run_cli("dump", path, "--format", "c")
+    assert result.exit_code == 2 and "(Bidirectional): units 'two' is not a positive integer" in result.stderr
+
+
+def _lstm(units):
+    from conftest import keras_module
+
+    return keras_module("k3-keras").layers.LSTM(units)
+
+
+def test_a_dump_with_unknown_semantics_is_refused(tmp_path, run_cli):
+    path = _edited_dump(tmp_path, run_cli, lambda data: data["source"].update(semantics="keras4"), "k4.json")
+    x = SAMPLES / "tutorial_keras2.input.npy"
+    for args in (("dump", path, "--format", "c"), ("predict", path, x, "-o", tmp_path / "y.npy")):
+        result = run_cli(*args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (
+            f"lstm-parity: error: {path}: dump source.semantics 'keras4' is not supported (supported: keras2, keras3)\n"
+        )
+
+
+def test_no_tutorial_block_where_its_names_would_lie(tmp_path, run_cli):
+    """time_major (tf.keras) reads x as (time, batch, features); a stateful LSTM starts from the last
+    call's states, not zeros; a Dense that does not read the LSTM is not its head."""
+    from dataclasses import replace
+
+    from lstm_parity.dump import tutorial_block
+
+    model = build_model("k2-h5", 4, 3, [("LSTM", dict(units=2, time_major=True)), ("Dense", dict(units=1))])
+    path = save_model(model, "k2-h5", tmp_path)
+    assert open_model(path).layers[1].config["time_major"] is True
+    assert "tutorial" not in json.loads(run_cli("dump", path).stdout)
+    assert "TUTORIAL_" not in run_cli("dump", path, "--format", "c").stdout
+    spec = open_model(SAMPLES / "tutorial_keras2.h5")
+    assert tutorial_block(spec) is not None
+    lstm = next(layer for layer in spec.layers if layer.class_name == "LSTM")
+    stateful = replace(lstm, config={**lstm.config, "stateful": True})
+    assert tutorial_block(replace(spec, layers=tuple(stateful if x is lstm else x for x in spec.layers))) is None
+    dense = spec.layers[-1]
+    elsewhere = replace(dense, inbound=((spec.inputs[0],),))  # reads the model's input
+    assert tutorial_block(replace(spec, layers=(*spec.layers[:-1], elsewhere))) is None

@@ -14,6 +14,7 @@ from ..spec import LayerSpec, ModelSpec
 from .safety import parse_json
 
 SUPPORTED_SCHEMA = 1
+SEMANTICS = ("keras2", "keras3")
 
 
 def decode_array(values: Any, dtype: str, shape: list[int], where: str) -> np.ndarray:
@@ -59,13 +60,20 @@ def read_dump(path: str) -> ModelSpec:
         source = dump.get("source", {})
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"{path}: malformed dump ({type(exc).__name__}: {exc})") from None
+    if not isinstance(source, dict):
+        raise BadInputError(f"{path}: malformed dump (source is not an object)")
+    semantics = source.get("semantics", "keras3")
+    if semantics not in SEMANTICS:
+        raise BadInputError(
+            f"{path}: dump source.semantics {semantics!r} is not supported (supported: {', '.join(SEMANTICS)})"
+        )
     return ModelSpec(
         layers=layers,
         inputs=inputs,
         outputs=outputs,
         input_shapes=shapes,
         keras_version=str(source.get("keras_version", "")),
-        semantics=str(source.get("semantics", "keras3")),
+        semantics=semantics,
         source=path,
         file_format="dump-json",
         model_class=str(source.get("model_class", "")),
@@ -89,4 +97,40 @@ def _layer(entry: dict[str, Any], path: str) -> LayerSpec:
         inbound=tuple(tuple(tuple(ref) for ref in node) for node in entry["inbound"]),
         converted=str(entry.get("converted", "")),
         node_masks=tuple(bool(v) for v in entry.get("node_masks", [])),
+        **_call_fields(entry, where),
+    )
+
+
+def _call_fields(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """The per-call fields `dump` writes when a layer's calls carried more than tensors (see dump._call_fields)."""
+    kwargs = entry.get("node_kwargs", [])
+    tensors = entry.get("node_tensors", [])
+    args = entry.get("node_args", [])
+    if not (
+        isinstance(kwargs, list)
+        and all(isinstance(k, dict) for k in kwargs)
+        and isinstance(tensors, list)
+        and all(isinstance(t, dict) and all(_is_ref(r) for r in t.values()) for t in tensors)
+        and isinstance(args, list)
+        and all(isinstance(a, list) for a in args)
+        and isinstance(entry.get("module", ""), str)
+        and isinstance(entry.get("registered_name", ""), str)
+    ):
+        raise BadInputError(f"{where}: malformed node_kwargs / node_tensors / node_args / module")
+    return {
+        "node_kwargs": tuple(dict(k) for k in kwargs),
+        "node_tensors": tuple({name: (r[0], r[1], r[2]) for name, r in t.items()} for t in tensors),
+        "node_args": tuple(tuple(a) for a in args),
+        "module": entry.get("module", ""),
+        "registered_name": entry.get("registered_name", ""),
+    }
+
+
+def _is_ref(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
     )
