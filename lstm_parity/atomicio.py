@@ -17,17 +17,26 @@ from typing import IO
 from .errors import BadInputError
 
 
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; rename it onto `path` only on success.
-
-    Raises BadInputError when the folder does not exist or is not writable.
-    """
+def check_writable(path: str) -> None:
+    """Raise BadInputError (exit 2) when `path` cannot be written as a file: it is a directory, or its
+    folder is missing or not writable. Commands call it before long work whose result goes to `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise BadInputError(f"{path}: is a directory; give a file name to write")
     if not os.path.isdir(folder):
         raise BadInputError(f"{path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise BadInputError(f"{path}: cannot write in {folder}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing; rename it onto `path` only on success.
+
+    Raises BadInputError when `path` cannot be written (check_writable) or the temporary file cannot be made.
+    """
+    check_writable(path)
+    folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".lstm-parity-", suffix=".tmp", dir=folder)
     except OSError as exc:

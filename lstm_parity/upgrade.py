@@ -16,19 +16,22 @@ Keras itself is imported only through keras_runner.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .atomicio import publish
-from .errors import BadInputError, UnsupportedError
+from .errors import BadInputError, LstmParityError, UnsupportedError
 from .reference.activations import activation_name
 from .spec import LayerSpec, ModelSpec
 from .upgrade_config import DroppedKey, describe_dropped, layer_kwargs
 
 SCALE = np.float32(1.2)  # Keras 2 hard_sigmoid(x) == Keras 3 hard_sigmoid(1.2 * x)
 GATES = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "h"), "SimpleRNN": ("h",), "ConvLSTM2D": ("i", "f", "c", "o")}
+UNROLLABLE = ("LSTM", "GRU", "SimpleRNN")  # Keras 3 layers whose time loop `unroll=True` spells out
+CODE_LAYERS = ("Lambda",)  # layers whose computation is Python code saved in the file (never run, never rebuilt)
 
 
 @dataclass
@@ -137,39 +140,63 @@ def _kwargs(keras: Any, class_name: str, config: dict[str, Any], where: str, dro
 
 
 def make_layer(
-    keras: Any, class_name: str, config: dict[str, Any], where: str = "", dropped: list[DroppedKey] | None = None
+    keras: Any,
+    class_name: str,
+    config: dict[str, Any],
+    where: str = "",
+    dropped: list[DroppedKey] | None = None,
+    unroll: bool | None = None,
 ) -> Any:
     """A Keras 3 layer object for one of our layer configs (wrappers built recursively). Config keys Keras 3
-    does not accept are dropped into `dropped`, or refused when dropping them may change the numbers."""
+    does not accept are dropped into `dropped`, or refused when dropping them may change the numbers.
+    `unroll` (None: as saved) sets the recurrent layers' unroll flag, which changes the graph, not the math."""
     dropped = [] if dropped is None else dropped
     where = where or str(config.get("name", class_name))
+    if class_name in CODE_LAYERS:
+        raise UnsupportedError(
+            f"layer {where!r} is a {class_name}: its code is stored as Python bytecode, which lstm-parity never "
+            f"runs or copies, so Keras 3 cannot be given it; cannot rebuild the model"
+        )
     if class_name in ("Bidirectional", "TimeDistributed"):
         inner_entry = config["layer"]
         inner_where = f"{where}/{inner_entry['config'].get('name', inner_entry['class_name'])}"
-        inner = make_layer(keras, inner_entry["class_name"], inner_entry["config"], inner_where, dropped)
+        inner = make_layer(keras, inner_entry["class_name"], inner_entry["config"], inner_where, dropped, unroll)
         kwargs = _kwargs(keras, class_name, config, where, dropped)
         if class_name == "Bidirectional" and config.get("backward_layer"):
             entry = config["backward_layer"]
             backward_where = f"{where}/{entry['config'].get('name', entry['class_name'])}"
-            kwargs["backward_layer"] = make_layer(keras, entry["class_name"], entry["config"], backward_where, dropped)
+            kwargs["backward_layer"] = make_layer(
+                keras, entry["class_name"], entry["config"], backward_where, dropped, unroll
+            )
         return getattr(keras.layers, class_name)(inner, **kwargs)
     kwargs = _kwargs(keras, class_name, config, where, dropped)  # first: it refuses a class Keras 3 lacks
+    if unroll is not None and class_name in UNROLLABLE:
+        kwargs["unroll"] = unroll
     return getattr(keras.layers, class_name)(**kwargs)
 
 
 def build_keras3_model(
-    keras: Any, spec: ModelSpec, plans: list[LayerPlan], dropped: list[DroppedKey] | None = None
+    keras: Any,
+    spec: ModelSpec,
+    plans: list[LayerPlan],
+    dropped: list[DroppedKey] | None = None,
+    *,
+    input_shapes: Sequence[tuple[int | None, ...]] | None = None,
+    unroll: bool | None = None,
 ) -> Any:
     """The functional Keras 3 model of `spec` with the planned weights set; the config keys Keras 3 does
-    not take are collected in `dropped` (UnsupportedError when dropping one may change the numbers)."""
+    not take are collected in `dropped` (UnsupportedError when dropping one may change the numbers).
+    `input_shapes` (batch first, None where free) replace the saved ones, e.g. to fix the time axis of an
+    export; `unroll` sets every recurrent layer's unroll flag (see make_layer)."""
     dropped = [] if dropped is None else dropped
     by_name = {plan.name: plan for plan in plans}
     tensors: dict[tuple, Any] = {}
-    for ref, shape, tokens in zip(spec.inputs, spec.input_shapes, spec.token_inputs(), strict=True):
+    shapes = spec.input_shapes if input_shapes is None else input_shapes
+    for ref, shape, tokens in zip(spec.inputs, shapes, spec.token_inputs(), strict=True):
         tensors[ref] = keras.Input(batch_shape=tuple(shape), name=ref[0], dtype="int32" if tokens else "float32")
     try:
         layers = {
-            layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config, layer.name, dropped)
+            layer.name: make_layer(keras, layer.class_name, by_name[layer.name].config, layer.name, dropped, unroll)
             for layer in spec.layers
             if layer.class_name != "InputLayer"
         }
@@ -203,6 +230,34 @@ def build_keras3_model(
     return model
 
 
+def refuse_unrebuildable(spec: ModelSpec, command: str) -> None:
+    """Raise UnsupportedError (exit 3) naming the first layer of `spec` that a Keras 3 rebuild has no code
+    for: a Lambda (its code is bytecode in the file, never run), or a layer a plugin computes (the user's
+    NumPy function). `command` (upgrade, export) writes a file that must load with plain
+    `keras.models.load_model`, so neither can go into it."""
+    from .plugins import computed_layers
+
+    for layer in spec.layers:
+        inner = layer.config.get("layer") if layer.class_name in ("Bidirectional", "TimeDistributed") else None
+        class_name = inner.get("class_name") if isinstance(inner, dict) else layer.class_name
+        if class_name in CODE_LAYERS:
+            raise UnsupportedError(
+                f"{spec.source}: layer {layer.name!r} is a {class_name}, whose code is Python bytecode in the file "
+                f"(never run); {command} rebuilds the model with Keras 3 and cannot give it that code (a --plugin "
+                f"computes it for check and predict, not inside a rebuilt file)"
+            )
+    try:
+        computed = computed_layers(spec)
+    except LstmParityError:  # a reference that cannot be built: the rebuild or the proof says why, in its words
+        return
+    for each in computed:
+        raise UnsupportedError(
+            f"{spec.source}: layer {each.layer!r} of class {each.class_name!r} is computed by the plugin "
+            f"{each.registration.label}; {command} rebuilds the model with Keras 3, and the file it writes "
+            f"must load with plain keras.models.load_model, which has no code for that layer"
+        )
+
+
 def masked_initial_state_layers(spec: ModelSpec) -> list[str]:
     """RNN layers called with initial_state in a model that masks: Keras 2 masks them, Keras 3 does not."""
     masks = any(
@@ -219,6 +274,39 @@ def masked_initial_state_layers(spec: ModelSpec) -> list[str]:
         ]
         if spec.semantics == "keras2"
         else []
+    )
+
+
+def without_masks_at_initial_state(spec: ModelSpec) -> ModelSpec:
+    """`spec` as a Keras 3 rebuild computes it: the layers of `masked_initial_state_layers` get no mask
+    on the calls given initial_state (Keras 3 passes the mask automatically only to a call with one
+    tensor argument)."""
+    from dataclasses import replace
+
+    names = set(masked_initial_state_layers(spec))
+    layers = tuple(
+        replace(layer, node_masks=tuple(len(node) <= 1 for node in layer.inbound)) if layer.name in names else layer
+        for layer in spec.layers
+    )
+    return replace(spec, layers=layers)
+
+
+def masked_initial_state_gap(spec: ModelSpec, inputs: list[np.ndarray]) -> tuple[str, float] | None:
+    """None when no layer is affected; else why a Keras 3 rebuild cannot compute `spec` (a Keras 2 file
+    whose RNN is called with initial_state on masked input) and by how much it differs (max abs on
+    `inputs`, both sides computed by the reference, the rebuild's without those masks)."""
+    from .reference.forward import forward
+
+    names = masked_initial_state_layers(spec)
+    if not names:
+        return None
+    own = forward(spec, inputs).outputs
+    rebuilt = forward(without_masks_at_initial_state(spec), inputs).outputs
+    gap = max(float(np.max(np.abs(a - b))) for a, b in zip(own, rebuilt, strict=True))
+    return (
+        f"{names[0]}: called with initial_state on masked input; Keras 2 masks that call, Keras 3 gives it no "
+        f"mask (it passes masks only to calls with one tensor), so padded steps differ; no exact rewrite",
+        gap,
     )
 
 
@@ -246,6 +334,13 @@ def naive_difference(spec: ModelSpec, inputs: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(a - b))) for a, b in zip(own, other, strict=True))
 
 
+def inexact_rewrite(spec: ModelSpec, plans: list[LayerPlan], inputs: list[np.ndarray]) -> tuple[str, float] | None:
+    """None when every layer's plan rewrites the old math exactly; else the first layer's problem and
+    how far Keras 3's math is from the file's own on `inputs` (max abs), the cost of not compensating."""
+    problems = [plan.problem for plan in plans if plan.problem]
+    return (problems[0], naive_difference(spec, inputs)) if problems else None
+
+
 def run_upgrade(
     spec: ModelSpec, target: str, inputs: list[np.ndarray], tolerance: Any, allow_semantic_change: bool = False
 ) -> UpgradeReport:
@@ -261,17 +356,17 @@ def run_upgrade(
     from .quiet_stderr import quiet_stderr
     from .reference.forward import fixed_batch_size, predict_batches
 
+    refuse_unrebuildable(spec, "upgrade")
     plans = plan_model(spec)
-    problems = [plan.problem for plan in plans if plan.problem]
-    change = None
-    if problems:
-        change = naive_difference(spec, inputs)
-        if not allow_semantic_change:
-            raise UnsupportedError(
-                f"{spec.source}: {problems[0]}; the naive Keras 3 conversion would differ by "
-                f"{change:.3g} (max abs on the check inputs); pass --allow-semantic-change to "
-                f"write it anyway"
-            )
+    inexact = inexact_rewrite(spec, plans, inputs) or masked_initial_state_gap(spec, inputs)
+    problems = [inexact[0]] if inexact else []
+    change = inexact[1] if inexact else None
+    if inexact and not allow_semantic_change:
+        raise UnsupportedError(
+            f"{spec.source}: {inexact[0]}; the naive Keras 3 conversion would differ by "
+            f"{inexact[1]:.3g} (max abs on the check inputs); pass --allow-semantic-change to "
+            f"write it anyway"
+        )
     keras = import_keras("keras")
     folder = os.path.dirname(os.path.abspath(target))
     try:

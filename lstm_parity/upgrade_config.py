@@ -125,7 +125,7 @@ def layer_kwargs(keras: Any, class_name: str, config: dict[str, Any], where: str
     Raises UnsupportedError naming the layer and the key when a dropped key may change the numbers."""
     cls = getattr(keras.layers, class_name, None)
     if cls is None:
-        raise UnsupportedError(f"layer {where!r}: Keras 3 has no layer class {class_name!r}; cannot upgrade it")
+        raise UnsupportedError(f"layer {where!r}: Keras 3 has no layer class {class_name!r}; cannot rebuild it")
     accepted = accepted_keys(keras, class_name, cls)
     defaults = reference_defaults(class_name)
     kwargs: dict[str, Any] = {}
@@ -151,7 +151,7 @@ def layer_kwargs(keras: Any, class_name: str, config: dict[str, Any], where: str
         if reason is None:
             raise UnsupportedError(
                 f"layer {where!r} ({class_name}): Keras 3's {class_name} takes no {key!r} (here {value!r}), "
-                f"and dropping it may change the numbers; cannot upgrade"
+                f"and dropping it may change the numbers; cannot rebuild it"
             )
         if value is not None:
             dropped.append(DroppedKey(where, key, value, reason))

@@ -106,6 +106,44 @@ def test_no_exact_rewrite_is_refused_with_the_measured_difference(tmp_path, run_
     assert "WARNING     semantic change allowed" in allowed.stdout
 
 
+def _measured_difference(message: str) -> float:
+    return float(message.split("would differ by ")[1].split()[0])
+
+
+def _masked_initial_state(k):
+    """Keras 2 seq2seq: the decoder LSTM gets the encoder's states as initial_state, on masked tokens."""
+    encoder_in, decoder_in = k.Input((4,), name="enc"), k.Input((3,), name="dec")
+    _, h, c = k.layers.LSTM(3, return_state=True)(k.layers.Embedding(9, 2, mask_zero=True)(encoder_in))
+    decoded = k.layers.LSTM(3, return_sequences=True)(
+        k.layers.Embedding(9, 2, mask_zero=True)(decoder_in), initial_state=[h, c]
+    )
+    return k.Model([encoder_in, decoder_in], k.layers.Dense(2)(decoded))
+
+
+def test_initial_state_on_masked_input_is_refused_with_the_measured_difference(tmp_path, run_cli):
+    from lstm_parity.formats import open_model
+    from lstm_parity.reference.forward import forward
+    from lstm_parity.upgrade import without_masks_at_initial_state
+
+    old = save_model(_tf_keras(_masked_initial_state), "k2-h5", tmp_path, "seq2seq")
+    new, inputs = tmp_path / "new.keras", tmp_path / "x.npz"
+    result = run_cli("upgrade", old, new, "--samples", "8", "--save-inputs", inputs)
+    assert result.exit_code == 3 and not new.exists(), result.output
+    assert (
+        ": lstm_1: called with initial_state on masked input" in result.stderr and "no exact rewrite" in result.stderr
+    )
+    assert len(result.stderr.splitlines()) == 1
+    # the number said is the reference's own difference with and without the masks Keras 3 drops
+    spec = open_model(str(old))
+    xs = [np.load(inputs)[key] for key in ("x0", "x1")]
+    own, rebuilt = forward(spec, xs).outputs[0], forward(without_masks_at_initial_state(spec), xs).outputs[0]
+    gap = float(np.max(np.abs(own - rebuilt)))
+    assert gap > 1e-3 and _measured_difference(result.stderr) == pytest.approx(gap, rel=1e-2)
+    allowed = run_cli("upgrade", old, new, "--samples", "8", "--allow-semantic-change")
+    assert allowed.exit_code == 0 and new.exists() and "WRITTEN with an allowed semantic change" in allowed.stdout
+    assert "hint        lstm_1: called with initial_state on masked input" in allowed.stdout
+
+
 def test_a_failed_proof_leaves_no_file(tmp_path, run_cli, monkeypatch):
     import lstm_parity.upgrade as upgrade
 
@@ -207,7 +245,8 @@ def _corpus_rows():
 ROWS = _corpus_rows()
 # What no Keras 3 file can reproduce, said precisely instead of written wrongly:
 NOT_RESCUABLE = {
-    "14": (1, "Keras 2 masks it, Keras 3 does not"),  # decoder LSTM with initial_state on masked tokens
+    # decoder LSTM with initial_state on masked tokens: exit 3 with the difference measured on the check inputs
+    "14": (3, "called with initial_state on masked input; Keras 2 masks that call, Keras 3 gives it no mask"),
 }
 
 
@@ -225,7 +264,8 @@ def test_corpus_files_keras3_cannot_load_are_rescued(row, tmp_path, run_cli):
     new = tmp_path / "new.keras"
     result = run_cli("upgrade", path, new, "--samples", "2")
     if row["id"] in NOT_RESCUABLE:
-        assert result.exit_code == NOT_RESCUABLE[row["id"]][0] and NOT_RESCUABLE[row["id"]][1] in result.output
+        assert result.exit_code == NOT_RESCUABLE[row["id"]][0] and NOT_RESCUABLE[row["id"]][1] in result.stderr
+        assert len(result.stderr.splitlines()) == 1 and _measured_difference(result.stderr) > 0
         assert not new.exists()
         return
     assert result.exit_code == 0, result.output
