@@ -14,7 +14,19 @@ from conftest import ROOT, SAMPLES
 
 BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
-    BLOCKED = ("tensorflow", "keras", "tf_keras", "onnxruntime", "onnx", "ai_edge_litert", "tf2onnx")
+    BLOCKED = (
+        "tensorflow",
+        "keras",
+        "tf_keras",
+        "onnxruntime",
+        "onnx",
+        "ai_edge_litert",
+        "tf2onnx",
+        "tflite_micro",
+        "openvino",
+        "hls4ml",
+        "yaml",
+    )
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
@@ -44,7 +56,19 @@ def test_predict_and_dump_run_without_tensorflow(tmp_path):
                 cli(args, standalone_mode=False)
             except SystemExit as exc:
                 assert not exc.code, exc.code
-        runtimes = ("tensorflow", "keras", "tf_keras", "onnxruntime", "onnx", "ai_edge_litert", "tf2onnx")
+        runtimes = (
+            "tensorflow",
+            "keras",
+            "tf_keras",
+            "onnxruntime",
+            "onnx",
+            "ai_edge_litert",
+            "tf2onnx",
+            "tflite_micro",
+            "openvino",
+            "hls4ml",
+            "yaml",
+        )
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in runtimes)
         print("LOADED", loaded)
     """)

@@ -9,6 +9,7 @@ in-process (for debugging). Where os.fork does not exist the read is in-process.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import pickle
 import select
@@ -21,6 +22,16 @@ from .. import errors
 from ..errors import BadInputError, LstmParityError
 
 
+class ChildDied(BadInputError):
+    """The child crashed (`how`: "signal 11", "status 3") or overran the timeout (`how`: "timeout") without
+    answering. A BadInputError (exit 2: a file that kills its reader is corrupt) unless the caller knows
+    better: the TFLite Micro runner retries with another arena to tell a too-small arena from a bad file."""
+
+    def __init__(self, message: str, how: str):
+        super().__init__(message)
+        self.how = how
+
+
 def read_timeout() -> float:
     try:
         return float(os.environ.get("LSTM_PARITY_READ_TIMEOUT", "60"))
@@ -31,8 +42,8 @@ def read_timeout() -> float:
 def run_isolated(fn: Callable[[str], Any], path: str, what: str = "the HDF5/zip library") -> Any:
     """`fn(path)` in a forked child; its result, or its LstmParityError re-raised here.
 
-    Raises BadInputError when the child overruns the timeout or dies without answering; `what` names
-    the library that crashed in that message.
+    Raises ChildDied (a BadInputError) when the child overruns the timeout or dies without answering;
+    `what` names the library that crashed in that message.
     """
     if not hasattr(os, "fork") or os.environ.get("LSTM_PARITY_NO_SANDBOX") == "1":
         return fn(path)
@@ -40,6 +51,7 @@ def run_isolated(fn: Callable[[str], Any], path: str, what: str = "the HDF5/zip 
     pid = os.fork()
     if pid == 0:  # child: never returns into the caller's code
         os.close(read_end)
+        faulthandler.disable()  # a crash here is an answer the parent reads, not a stack to print
         try:
             try:
                 payload: tuple[Any, ...] = ("ok", fn(path))
@@ -62,9 +74,10 @@ def run_isolated(fn: Callable[[str], Any], path: str, what: str = "the HDF5/zip 
             if not ready:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                raise BadInputError(
+                raise ChildDied(
                     f"{path}: reading did not finish within {read_timeout():g} s; the file is "
-                    f"probably corrupt (set LSTM_PARITY_READ_TIMEOUT to wait longer)"
+                    f"probably corrupt (set LSTM_PARITY_READ_TIMEOUT to wait longer)",
+                    "timeout",
                 )
             chunk = os.read(pipe.fileno(), 1 << 20)
             if not chunk:
@@ -75,7 +88,7 @@ def run_isolated(fn: Callable[[str], Any], path: str, what: str = "the HDF5/zip 
         how = (
             f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.waitstatus_to_exitcode(status)}"
         )
-        raise BadInputError(f"{path}: {what} crashed reading the file ({how}); it is corrupt")
+        raise ChildDied(f"{path}: {what} crashed reading the file ({how}); it is corrupt", how)
     payload = pickle.loads(b"".join(chunks))  # our own child's answer, not file content
     if payload[0] == "ok":
         return payload[1]

@@ -1,9 +1,10 @@
 """What is inside an export, read from the file alone (no TensorFlow, no runtime session).
 
 `onnx_census` parses an `.onnx` protobuf with the `onnx` package (external data is never read);
-`tflite_census` walks a `.tflite` flatbuffer with the schema module that `ai_edge_litert` ships.
-Both return plain dicts (str/int/bool/list/dict only, so they pickle and print), and `describe`
-turns either into the one line a report shows.
+`tflite_census` walks a `.tflite` flatbuffer with the schema module that `ai_edge_litert` (or
+`tflite_micro`) ships; `openvino_census` lists the graph OpenVINO read (ONNX or IR), before it is
+compiled. All return plain dicts (str/int/bool/list/dict only, so they pickle and print), and
+`describe` turns any of them (and the hls4ml runner's) into the one line a report shows.
 
 Run them on untrusted files only where a crash or a garbage answer is contained (the runners call
 them inside their sandboxed probe): a corrupt flatbuffer can make the census raise anything.
@@ -26,6 +27,29 @@ FUSED_TFLITE = (
     "RNN",
 )
 LOOP_TFLITE = ("WHILE",)
+FUSED_OPENVINO = ("LSTMSequence", "GRUSequence", "RNNSequence", "LSTMCell", "GRUCell", "RNNCell")
+LOOP_OPENVINO = ("TensorIterator", "Loop")
+LITERT_SCHEMA = "ai_edge_litert.schema_py_generated"
+TFLM_SCHEMA = "tflite_micro.tensorflow.lite.micro.python.schema_py_generated"  # the same schema, shipped by TFLM
+# OpenVINO element type names (ov.Type.to_string()) as numpy spells them
+OPENVINO_TYPES = {
+    "f64": "float64",
+    "f32": "float32",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "i64": "int64",
+    "i32": "int32",
+    "i16": "int16",
+    "i8": "int8",
+    "i4": "int4",
+    "u64": "uint64",
+    "u32": "uint32",
+    "u16": "uint16",
+    "u8": "uint8",
+    "u4": "uint4",
+    "u1": "uint1",
+    "boolean": "bool",
+}
 # Weight dtypes that mean the export was quantized (float16 included: it is a precision change too).
 QUANTIZED_TYPES = ("int8", "uint8", "int16", "int4", "uint4", "int2", "float16")
 # ONNX ops that only a quantized graph has (QLinear* too, in ai.onnx or com.microsoft).
@@ -226,8 +250,9 @@ def _tflite_tally(model: Any, opcodes: list[str], type_names: dict[int, str]) ->
     return {"ops": ops, "tensor_types": tensor_types, "weight_types": weight_types, "variables": variables}
 
 
-def tflite_census(path: str) -> dict[str, Any]:
-    """The census of a `.tflite` flatbuffer, over every subgraph (WHILE bodies included).
+def tflite_census(path: str, schema_module: str = LITERT_SCHEMA) -> dict[str, Any]:
+    """The census of a `.tflite` flatbuffer, over every subgraph (WHILE bodies included), read with
+    `schema_module` (LITERT_SCHEMA, or TFLM_SCHEMA where only tflite_micro is installed).
 
     Returns {"format": "tflite", "version", "subgraphs", "ops" {name: count}, "builtin_ops",
     "flex_ops" [custom ops run by TensorFlow's Flex delegate, e.g. "FlexTensorListReserve"],
@@ -239,7 +264,7 @@ def tflite_census(path: str) -> dict[str, Any]:
     the main subgraph}.
     Raises ValueError without the TFL3 identifier; a corrupt buffer may raise anything.
     """
-    schema = importlib.import_module("ai_edge_litert.schema_py_generated")  # ships no type hints
+    schema = importlib.import_module(schema_module)  # ships no type hints
     with open(path, "rb") as handle:
         data = handle.read()
     if not schema.Model.ModelBufferHasIdentifier(data, 0):
@@ -306,6 +331,61 @@ def _tflite_ports(
     return ports
 
 
+# ----------------------------------------------------------------------------------------- OpenVINO
+
+
+def openvino_type(element_type: Any) -> str:
+    """An OpenVINO element type as numpy names it ("f32" -> "float32"); unknown names as OpenVINO's."""
+    name = str(element_type.to_string())
+    return OPENVINO_TYPES.get(name, name)
+
+
+def _openvino_port(port: Any) -> dict[str, Any]:
+    """Name, numpy dtype name and shape (None for dynamic dims; None for a dynamic rank) of a port."""
+    shape = port.get_partial_shape()
+    dims = None if shape.rank.is_dynamic else [None if d.is_dynamic else int(d.get_length()) for d in shape]
+    try:
+        name = str(port.get_any_name())
+    except RuntimeError:  # a port without a tensor name
+        name = ""
+    return {"name": name, "dtype": openvino_type(port.get_element_type()), "shape": dims}
+
+
+def openvino_census(model: Any, source_format: str) -> dict[str, Any]:
+    """The census of a graph OpenVINO has read (an `ov.Model`, before compiling) from an "onnx" or "ir"
+    file: {"format": "openvino", "source_format", "ops" {OpenVINO op type: count}, "fused"
+    {LSTMSequence/GRUSequence/...: count}, "loops" {TensorIterator/Loop: count}, "weight_types"
+    {dtype: count of Constant tensors of floating type}, "quantized", "quantized_types" (an IR saved
+    with ov.save_model's default compress_to_fp16 stores float16 weights), "inputs"/"outputs" [{"name",
+    "dtype", "shape"}]}. The runner adds how it was compiled (see openvino.py)."""
+    ops: Counter = Counter(op.get_type_name() for op in model.get_ordered_ops())
+    weights: Counter = Counter(
+        openvino_type(op.get_element_type())
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant" and op.get_element_type().is_real()
+    )
+    weights += Counter(  # integer weights only count as quantized when something dequantizes them
+        openvino_type(op.get_element_type())
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant"
+        and not op.get_element_type().is_real()
+        and any(t.get_node().get_type_name() == "Convert" for t in op.output(0).get_target_inputs())
+    )
+    quantized_types = sorted(t for t in weights if t in QUANTIZED_TYPES)
+    return {
+        "format": "openvino",
+        "source_format": source_format,
+        "ops": dict(ops),
+        "fused": {op: ops[op] for op in FUSED_OPENVINO if ops[op]},
+        "loops": {op: ops[op] for op in LOOP_OPENVINO if ops[op]},
+        "weight_types": dict(weights),
+        "quantized": bool(quantized_types),
+        "quantized_types": quantized_types,
+        "inputs": [_openvino_port(port) for port in model.inputs],
+        "outputs": [_openvino_port(port) for port in model.outputs],
+    }
+
+
 # ------------------------------------------------------------------------------------------ describe
 
 
@@ -350,14 +430,45 @@ def _describe_tflite(census: dict[str, Any]) -> str:
     variables = census.get("variable_tensors", [])
     if variables:
         parts.append(f"{len(variables)} variable tensors (state kept between invocations)")
+    arena = census.get("arena")
+    if arena:  # TFLite Micro
+        how = "sized automatically" if arena.get("automatic") else "as given"
+        used = f"{arena['used']:,} bytes used of " if arena.get("used") is not None else ""
+        parts.append(f"tensor arena {used}{arena['size']:,} bytes ({how})")
     return "; ".join(parts)
 
 
+_SOURCE_FORMATS = {"onnx": "ONNX", "ir": "IR"}
+
+
+def _describe_openvino(census: dict[str, Any]) -> str:
+    ops = {op: n for op, n in census.get("ops", {}).items() if op not in ("Parameter", "Result", "Constant")}
+    source = _SOURCE_FORMATS.get(census.get("source_format", ""), census.get("source_format", ""))
+    parts = [f"OpenVINO from {source}: {_recurrent_first(ops, census, 'fused ') or 'no ops'}"]
+    quantized = census.get("quantized_types", [])
+    parts.append(f"{', '.join(quantized)} weights" if quantized else "float32 weights")
+    return "; ".join(parts)
+
+
+def _describe_hls4ml(census: dict[str, Any]) -> str:
+    layers = census.get("precisions", {})
+    shown = ", ".join(f"{name} {text}" for name, text in layers.items())
+    return (
+        f"hls4ml {census.get('backend', '')} C++ emulation ({census.get('compiler', 'g++')}), "
+        f"{census.get('io_type', '')}; config: {census.get('config', '')}; precision: {shown or 'none'}"
+    )
+
+
 def describe(census: dict[str, Any]) -> str:
-    """One line for a report, e.g. "ONNX opset 17: fused LSTM x1, MatMul x1, ..." or
-    "TFLite: builtin UNIDIRECTIONAL_SEQUENCE_LSTM x1, ...; no Flex ops; float32 weights"."""
-    if census.get("format") == "onnx":
-        return _describe_onnx(census)
-    if census.get("format") == "tflite":
-        return _describe_tflite(census)
-    return ""
+    """One line for a report, e.g. "ONNX opset 17: fused LSTM x1, MatMul x1, ...",
+    "TFLite: builtin UNIDIRECTIONAL_SEQUENCE_LSTM x1, ...; no Flex ops; float32 weights",
+    "OpenVINO from ONNX: fused LSTMSequence x1, ...; CPU inference precision bfloat16 (auto); ..." or
+    "hls4ml Vivado C++ emulation (g++ 12.2.0), io_parallel; config: ...; precision: lstm fixed<16,6>, ..."."""
+    describers = {
+        "onnx": _describe_onnx,
+        "tflite": _describe_tflite,
+        "openvino": _describe_openvino,
+        "hls4ml": _describe_hls4ml,
+    }
+    describer = describers.get(census.get("format", ""))
+    return describer(census) if describer else ""

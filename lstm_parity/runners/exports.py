@@ -1,10 +1,11 @@
-"""What the ONNX Runtime and LiteRT runners share: guarding an untrusted export before a runtime sees
-it, probing it in a sandboxed child, matching its inputs/outputs to the model's, casting, and running
-a chunk through a fixed batch size with padding.
+"""What the export runners (ONNX Runtime, LiteRT, TFLite Micro, OpenVINO) share: guarding an untrusted
+export before a runtime sees it, probing it in a sandboxed child, matching its inputs/outputs to the
+model's, casting, running a chunk through a fixed batch size with padding, and capturing what native
+code prints (a runtime's real error is often on its stderr, not in its exception).
 
 A runner subclasses ExportRunner and supplies `_invoke` (one invocation on arrays already in the
 export's input order and dtypes); `predict` (the Runner interface of base.py) is written once here.
-Nothing here imports a runtime.
+Capturing what native code prints is quiet_stderr.native_output. Nothing here imports a runtime.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compare import ComparisonResult
 from ..errors import BadInputError, KerasSideError, LstmParityError, first_line
 from ..formats.sandbox import run_isolated
 from ..reference.quiet import float_quiet
@@ -27,11 +29,12 @@ from ..spec import ModelSpec
 from .base import RunnerInfo
 
 MAX_EXPORT_BYTES = 2 * 1024**3  # protobuf and flatbuffer files cannot be larger
-EXTRAS = {"onnx": "pip install 'lstm-parity[onnx]'", "tflite": "pip install 'lstm-parity[tflite]'"}
+EXTRAS = {extra: f"pip install 'lstm-parity[{extra}]'" for extra in ("onnx", "tflite", "tflm", "openvino", "hls4ml")}
 # Valid first bytes of an ONNX ModelProto (serialized in field order): the tag of ir_version (1, varint),
 # producer_name/version, domain (2-4, bytes), model_version (5, varint), doc_string, graph (6-7, bytes).
 ONNX_FIRST_TAGS = frozenset({0x08, 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A})
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
+IR_STARTS = (b"<?xml", b"<net")  # an OpenVINO IR .xml, after an optional byte-order mark and whitespace
 NAME_DECORATIONS = (re.compile(r"^serving_default_"), re.compile(r":\d+$"))  # TF signature spelling
 NUMBERED_OUTPUT = re.compile(r"^output_(\d+)$")  # Keras export / tf2onnx: the model's N-th output
 
@@ -41,7 +44,8 @@ NUMBERED_OUTPUT = re.compile(r"^output_(\d+)$")  # Keras export / tf2onnx: the m
 
 def check_export_file(path: str, kind: str) -> None:
     """Refuse what no runtime should be handed: a missing path, a directory, an empty or oversized file,
-    or bytes that do not start like `kind` ("onnx" or "tflite"). Raises BadInputError (exit 2)."""
+    or bytes that do not start like `kind` ("onnx", "tflite" or "xml", an OpenVINO IR). Raises
+    BadInputError (exit 2)."""
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -56,9 +60,11 @@ def check_export_file(path: str, kind: str) -> None:
         raise BadInputError(f"{path}: {info.st_size} bytes is over the 2 GiB limit of a .{kind} file")
     try:
         with open(path, "rb") as handle:
-            head = handle.read(8)
+            head = handle.read(64)
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read the export ({exc.strerror})") from None
+    if kind == "xml" and not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(IR_STARTS):
+        raise BadInputError(f"{path}: not an OpenVINO IR (an .xml file starting with <?xml or <net)")
     if kind == "tflite" and head[4:8] != TFLITE_IDENTIFIER:
         raise BadInputError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier); truncated or another format")
     if kind == "onnx" and head[0] not in ONNX_FIRST_TAGS:
@@ -201,11 +207,14 @@ class ExportRunner:
     """An export run by a runtime, behind the Runner interface (base.py).
 
     `input_shapes` are the export's declared input shapes in the model's input order (None where
-    dynamic). Subclasses set `kind` and `runtime` and implement `_invoke`.
+    dynamic). Subclasses set `kind` and `runtime` and implement `_invoke`; a runtime that can reset its
+    state between sequences has `reset()` and says how an app calls it in `reset_call`; notes that
+    depend on the verdict come from `verdict_notes`.
     """
 
     kind = ""  # RunnerInfo.kind
     runtime = ""  # the runtime's name in messages
+    reset_call = ""  # how an app resets the runtime's state ("interpreter.reset_all_variables()"), if it can
 
     def __init__(self, path: str, spec: ModelSpec, census: dict, version: str, notes: tuple[str, ...] = ()):
         self.path, self.census = path, census
@@ -220,8 +229,10 @@ class ExportRunner:
         self.batch = fixed_batch(self.inputs)
         self.input_shapes: list[tuple[int | None, ...]] = [self.inputs[port].shape or () for port in self.input_port]
         self._notes = notes
+        self._verdict_notes: tuple[str, ...] = ()  # set by explain() once the check has judged this side
         self._covered, self._invocations = 0, 0  # rows already run and their invocations (batch note)
         self._padded: list[int] = []  # rows added to each padded invocation
+        self._reset_each = False  # predict_reset: the runtime's state reset before every invocation
         self.info = RunnerInfo(
             kind=self.kind,
             label=f"{self.kind} {os.path.basename(path)}",
@@ -239,6 +250,16 @@ class ExportRunner:
     def close(self) -> None:
         """Release the runtime's session or interpreter."""
 
+    def explain(self, result: ComparisonResult) -> None:
+        """Add the notes that depend on the verdict (`result`: this side judged as the report judges it)
+        to `info.notes`; the check flow calls this once the comparison is done."""
+        self._verdict_notes = tuple(self.verdict_notes(result))
+        self._refresh_notes()
+
+    def verdict_notes(self, result: ComparisonResult) -> list[str]:
+        """The sentences a runtime adds once it knows whether it passed (none by default)."""
+        return []
+
     def predict(self, inputs: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
         """Outputs for the rows [start, stop) given as `inputs` (one batch-first array per model input),
         one array per model output in the model's order. Raises BadInputError when the inputs do not
@@ -249,6 +270,19 @@ class ExportRunner:
         outputs, padded = self._run_batched(feed) if self.batch else (self._run(feed), [])
         self._note_batches(stop, rows, padded)
         return [self._rows_checked(outputs[port], rows) for port in self.output_port]
+
+    def predict_reset(self, inputs: list[np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+        """`predict`, with the runtime's state reset (the subclass' `reset()`) before every invocation:
+        what an app that resets between sequences computes. The flow can compare it with the reference
+        after a failed second pass, to say whether a reset would make the export pass. Raises
+        KerasSideError when the runtime has no reset, and what predict raises."""
+        if not callable(getattr(self, "reset", None)):
+            raise KerasSideError(f"{self.path}: {self.runtime} has no reset between invocations")
+        self._reset_each = True
+        try:
+            return self.predict(inputs, start, stop)
+        finally:
+            self._reset_each = False
 
     def _check_shapes(self, inputs: list[np.ndarray]) -> None:
         """One array per model input, all with the same rows (at least one); every declared non-batch
@@ -283,6 +317,8 @@ class ExportRunner:
     def _run(self, feed: list[np.ndarray]) -> list[np.ndarray]:
         """One invocation with the runtime's failures turned into KerasSideError (exit 4)."""
         try:
+            if self._reset_each:
+                self.reset()  # type: ignore[attr-defined]  # present: predict_reset checked
             return self._invoke(feed)
         except LstmParityError:
             raise
@@ -317,7 +353,12 @@ class ExportRunner:
         self._covered = stop
         self._invocations += -(-rows // self.batch)
         self._padded += padded
-        self.info = dataclasses.replace(self.info, notes=(*self._notes, self._batch_note()))
+        self._refresh_notes()
+
+    def _refresh_notes(self) -> None:
+        """`info.notes`: the runtime's own notes, the verdict's, then what the fixed batch made it do."""
+        batch = (self._batch_note(),) if self.batch else ()
+        self.info = dataclasses.replace(self.info, notes=(*self._notes, *self._verdict_notes, *batch))
 
     def _batch_note(self) -> str:
         """What the fixed batch size made the runner do (or will make it do, before any run)."""

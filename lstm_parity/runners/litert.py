@@ -18,12 +18,10 @@ import numpy as np
 
 from ..errors import BadInputError, KerasSideError, first_line
 from ..quiet_stderr import quiet_stderr
-from ..reference.quiet import float_quiet
 from ..spec import ModelSpec
 from .census import tflite_census
 from .exports import (
     ExportRunner,
-    Port,
     check_export_file,
     import_runtime,
     ports_from_census,
@@ -31,12 +29,10 @@ from .exports import (
     probe_isolated,
     thread_count,
 )
+from .tflite_io import dequantize, port_notes, quantize, refuse_unrunnable
 
 RUNTIME = "LiteRT"
-FLEX_ADVICE = (
-    "that the pip LiteRT interpreter cannot run; export the model unrolled (unroll=True, fixed timesteps) "
-    "or from tf_keras"
-)
+FLEX_ADVICE = "export the model unrolled (unroll=True, fixed timesteps) or from tf_keras"
 
 
 class LiteRTRunner(ExportRunner):
@@ -44,9 +40,10 @@ class LiteRTRunner(ExportRunner):
 
     kind = "litert"
     runtime = RUNTIME
+    reset_call = "interpreter.reset_all_variables()"
 
     def __init__(self, interpreter: Any, path: str, spec: ModelSpec, census: dict, version: str):
-        super().__init__(path, spec, census, version, _notes(census))
+        super().__init__(path, spec, census, version, tuple(port_notes(census, self.reset_call)))
         self.interpreter = interpreter
         self._input_indices = [d["index"] for d in interpreter.get_input_details()]
         self._output_indices = [d["index"] for d in interpreter.get_output_details()]
@@ -68,10 +65,10 @@ class LiteRTRunner(ExportRunner):
     def _invoke(self, feed: list[np.ndarray]) -> list[np.ndarray]:
         self._resize([x.shape for x in feed])
         for index, port, x in zip(self._input_indices, self.inputs, feed, strict=True):
-            self.interpreter.set_tensor(index, _quantize(x, port))
+            self.interpreter.set_tensor(index, quantize(x, port))
         self.interpreter.invoke()
         return [
-            _dequantize(self.interpreter.get_tensor(index), port)  # shapes are final only after invoke
+            dequantize(self.interpreter.get_tensor(index), port)  # shapes are final only after invoke
             for index, port in zip(self._output_indices, self.outputs, strict=True)
         ]
 
@@ -106,17 +103,6 @@ def open_tflite(path: str, spec: ModelSpec) -> LiteRTRunner:
     return LiteRTRunner(interpreter, path, spec, census, version)
 
 
-def refuse_unrunnable(path: str, census: dict) -> None:
-    """Raise KerasSideError (exit 4) when the file needs Flex (TensorFlow) or other custom ops."""
-    if census["flex_ops"]:
-        raise KerasSideError(f"{path}: needs TensorFlow Flex ops ({', '.join(census['flex_ops'])}) {FLEX_ADVICE}")
-    if census["custom_ops"]:
-        raise KerasSideError(
-            f"{path}: needs custom ops ({', '.join(census['custom_ops'])}) that the LiteRT interpreter "
-            f"does not have; export with builtin ops only"
-        )
-
-
 def _interpreter(module: Any, path: str) -> Any:
     """An Interpreter on `path` (the flatbuffer verifier runs here), threads from LSTM_PARITY_THREADS."""
     with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
@@ -127,37 +113,6 @@ def _allocate(interpreter: Any) -> None:
     """allocate_tensors(), where LiteRT applies its default delegate (and says so on stderr)."""
     with quiet_stderr():
         interpreter.allocate_tensors()
-
-
-def _notes(census: dict) -> tuple[str, ...]:
-    """Report sentences about quantized tensors and state kept between invocations (quantized weights
-    are in the census' description, and the check says which profile judges them)."""
-    notes = []
-    if any("quantization" in entry for entry in census["inputs"] + census["outputs"]):
-        notes.append("integer inputs/outputs: inputs quantized and outputs dequantized with the file's scales")
-    if census["variable_tensors"]:
-        count = len(census["variable_tensors"])
-        notes.append(f"{count} variable tensors keep state between invocations; never reset by the check")
-    return tuple(notes)
-
-
-@float_quiet
-def _quantize(x: np.ndarray, port: Port) -> np.ndarray:
-    """Float `x` to the stored integer type of a quantized input: clip(round(x / scale + zero point));
-    values beyond the float range (inf after the division) clip without a NumPy warning."""
-    if port.quantization is None:
-        return x
-    scale, zero_point, stored = port.quantization
-    info = np.iinfo(stored)
-    return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(stored)
-
-
-def _dequantize(y: np.ndarray, port: Port) -> np.ndarray:
-    """A quantized output back to float32: (y - zero point) * scale; other outputs are copied."""
-    if port.quantization is None:
-        return np.array(y)
-    scale, zero_point, _ = port.quantization
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
 def _probe(path: str) -> dict:
@@ -172,7 +127,7 @@ def _probe(path: str) -> dict:
         census = tflite_census(path)
     except Exception as exc:
         raise BadInputError(f"{path}: corrupt TFLite flatbuffer ({first_line(exc)})") from None
-    refuse_unrunnable(path, census)
+    refuse_unrunnable(path, census, "the LiteRT interpreter", FLEX_ADVICE)
     ports = ports_from_census(census["inputs"])
     try:
         details = interpreter.get_input_details()
@@ -181,7 +136,7 @@ def _probe(path: str) -> dict:
                 interpreter.resize_tensor_input(detail["index"], list(x.shape), strict=True)
         _allocate(interpreter)
         for detail, port, x in zip(details, ports, probe_arrays(ports), strict=True):
-            interpreter.set_tensor(detail["index"], _quantize(x, port))
+            interpreter.set_tensor(detail["index"], quantize(x, port))
         interpreter.invoke()
     except Exception as exc:
         raise KerasSideError(f"{path}: {RUNTIME} cannot run it: {first_line(exc)}") from None
