@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+MASKED, UNMASKED = "masked bilstm 64 t=60", "bilstm 64 t=60 no mask"  # the pair compared by a target
 
 
 @dataclass
@@ -26,9 +27,11 @@ def _save(model, folder: Path, name: str) -> Path:
 
 
 def build_cases(folder: Path, scale: float = 1.0) -> list[Case]:
-    """The issue's set: tutorial LSTM at batch 1 and 10,000; 2-layer LSTM 128->64 over 50 steps of 32
-    features for 10,000 sequences; GRU of 256 units over 100 steps; a masked Bidirectional LSTM.
-    `scale` shrinks the batches (for a quick look); the defaults are the issue's sizes."""
+    """The issues' set: tutorial LSTM at batch 1 and 10,000; 2-layer LSTM 128->64 over 50 steps of 32
+    features for 10,000 sequences; GRU of 256 units over 100 steps, with reset_after=True (Keras 3's
+    default) and False (Keras 2.2's); a masked Bidirectional LSTM over sequences padded after varied
+    lengths, and the same model and input without the Masking layer (every step computed).
+    `scale` shrinks the batches (for a quick look); the defaults are the issues' sizes."""
     import keras
 
     rng = np.random.default_rng(0)
@@ -63,15 +66,13 @@ def build_cases(folder: Path, scale: float = 1.0) -> list[Case]:
 
     keras.utils.set_random_seed(2)
     gru = keras.Sequential([keras.Input((100, 32)), keras.layers.GRU(256), keras.layers.Dense(1)])
-    cases.append(
-        Case(
-            "gru 256 t=100",
-            _save(gru, folder, "gru256"),
-            rng.standard_normal((n(2_000), 100, 32)).astype(np.float32),
-            1024,
-            3,
-        )
+    x = rng.standard_normal((n(2_000), 100, 32)).astype(np.float32)
+    cases.append(Case("gru 256 t=100", _save(gru, folder, "gru256"), x, 1024, 3))
+    keras.utils.set_random_seed(2)
+    gru_before = keras.Sequential(
+        [keras.Input((100, 32)), keras.layers.GRU(256, reset_after=False), keras.layers.Dense(1)]
     )
+    cases.append(Case("gru 256 before t=100", _save(gru_before, folder, "gru256_before"), x, 1024, 3))
 
     keras.utils.set_random_seed(3)
     bi = keras.Sequential(
@@ -85,7 +86,12 @@ def build_cases(folder: Path, scale: float = 1.0) -> list[Case]:
     x = rng.standard_normal((n(5_000), 60, 16)).astype(np.float32)
     for row, length in enumerate(rng.integers(10, 61, len(x))):
         x[row, length:] = 0.0  # padded at the end, a different length per sequence
-    cases.append(Case("masked bilstm 64 t=60", _save(bi, folder, "bilstm"), x, 1024, 3))
+    cases.append(Case(MASKED, _save(bi, folder, "bilstm"), x, 1024, 3))
+    plain = keras.Sequential(
+        [keras.Input((60, 16)), keras.layers.Bidirectional(keras.layers.LSTM(64)), keras.layers.Dense(1)]
+    )
+    plain.set_weights(bi.get_weights())  # the same weights: only the mask differs
+    cases.append(Case(UNMASKED, _save(plain, folder, "bilstm_unmasked"), x, 1024, 3))
     return cases
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 ChunkFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 
-STEP_VALUES = 512 * 512  # pre-activation values of one step per chunk (measured best here for 4h = 512)
+STEP_VALUES = 512 * 1024  # pre-activation values of one step per chunk (measured here: see rows_for_width)
 MIN_ROWS, MAX_ROWS = 32, 4096
 
 
@@ -38,21 +38,27 @@ PARALLEL_WORK = 4_000_000  # batch * time * gate width below which threads cost 
 
 
 def plan_rows(batch: int, time: int, gate_width: int, threads: int) -> int:
-    """Rows per chunk: the whole batch when the work is small, else cache-sized and small enough that
-    every thread gets work."""
+    """Rows per chunk: the whole batch when the work is small, else about cache-sized, in a number of
+    equal chunks that is a multiple of the threads (5 chunks on 2 threads would leave one thread
+    idle for a whole chunk at the end; 6 slightly smaller ones do not)."""
     if batch * time * gate_width < PARALLEL_WORK:
         return max(1, batch)  # one pass: cheaper than any split
     rows = rows_for_width(gate_width)
     if threads > 1:
-        rows = min(rows, max(MIN_ROWS, -(-batch // threads)))
+        chunks = -(-batch // rows)
+        chunks = -(-chunks // threads) * threads  # rounded up to a multiple of the threads
+        rows = max(MIN_ROWS, -(-batch // chunks))
     return rows
 
 
 def rows_for_width(gate_width: int) -> int:
     """Rows per chunk so that one step's (gate_width, rows) pre-activations hold STEP_VALUES values.
 
-    About 1 MB in float32: big enough for BLAS to run near its peak on the step's product, small
-    enough for the elementwise gate passes to stay in a core's L2 cache."""
+    2 MB in float32: big enough for BLAS to run near its peak on the step's products and for the
+    per-step Python calls to cost little, small enough for a step's buffers to stay in cache (2-core
+    AMD EPYC, 1 MB L2 per core, 32 MB L3, fast loop, float32, 2 threads: the 2-layer LSTM of
+    make bench took 1.38x its matmul floor in chunks of 500 rows, 1.32x in 1,000 to 1,250, 1.42x in
+    2,500, 1.90x in 5,000; GRU 256: 1.27x in 334 rows, 1.21x in 500, 1.19x in 1,000)."""
     rows = STEP_VALUES // max(1, gate_width)
     return int(min(MAX_ROWS, max(MIN_ROWS, rows)))
 

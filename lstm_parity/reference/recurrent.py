@@ -1,4 +1,4 @@
-"""The one sequence loop shared by every recurrent cell, and the cells as step functions.
+"""The sequence loops shared by every recurrent cell, and the cells as step functions.
 
 A cell prepares its whole input once (`cell.prepare(x)`: per-step inputs in time-major order),
 then steps: (x_t, states) -> (output, new_states, gates). The loop owns time order
@@ -9,17 +9,29 @@ values feature-major, (units, batch), so each gate is a contiguous block of rows
 elementwise pass runs over contiguous memory; a layer's (time, units, batch) output is exactly
 the layout the next layer reads, so stacked layers pass it on without a copy. The LSTM and
 SimpleRNN do one product per step, [kernel; bias; recurrent_kernel]^T @ [x_t; 1; h_tm1]; the
-GRU projects its whole input first (x @ kernel + bias for every step) because its candidate needs
+GRU step projects its input 8 steps at a time (x @ kernel + bias) because its candidate needs
 the recurrent product apart. Gate rows are stored sigmoid-type first (LSTM i, f, o then c~; GRU
 z, r then h~) so one activation call covers them, and when that activation is the logistic
 sigmoid it is evaluated as 0.5 * tanh(0.5 * z) + 0.5 with the 0.5 folded into those rows of the
 weights (a power-of-two scale, hence exact): one tanh pass, in place. ConvLSTM2D keeps
 (batch, rows, cols, filters) for its convolutions.
+
+Two loops compute the same numbers. `run_textbook` steps `cell.step` over the whole batch and
+applies the mask after each step: it is the specification, records gates and takes any mask.
+Unless gates are recorded, LSTM, GRU and SimpleRNN run `run_fast` instead: each step writes into
+buffers allocated once (the new h straight into the stacked input of the next step's products;
+the GRU's z and r come from one product over [x_t; 1; h_tm1; 1] too), and a mask costs no
+per-step work when it is nested (padding after or before sequences of any lengths): with rows
+sorted by their number of valid steps, every step's valid rows are a prefix [0, n), the step
+computes those n columns only and the other rows keep their states untouched. Other masks take
+the textbook loop. tests/test_speed_paths.py holds both loops, and one written sample by sample
+from Keras' equations, to the same numbers in float32 and float64.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +39,7 @@ import numpy as np
 from .activations import Activation, sigmoid, tanh
 
 TANH = (tanh, np.tanh)
+FAST_PATHS = True  # False: every layer runs the textbook loop (tests compare the two)
 
 
 class Steps(Protocol):
@@ -38,6 +51,9 @@ class Steps(Protocol):
 
 
 class Cell(Protocol):
+    """A step function over states; LSTM, GRU and SimpleRNN cells also have `runner(batch, states)`,
+    their step for the fast loop (see Runner)."""
+
     units: int
     state_count: int
     input_width: int  # features per step the cell expects
@@ -81,8 +97,47 @@ def run_sequence(
     where mask (batch, time) is False every state keeps its value and the emitted output repeats
     the previous one (zeros before the first valid step), or is zeros with zero_output_for_mask
     (what Bidirectional asks of its layers when returning sequences). `initial_states` and the
-    returned states are batch first.
+    returned states are batch first. Runs the fast loop where it applies (module docstring), else
+    the textbook one.
     """
+    runner = getattr(cell, "runner", None)
+    plan = row_plan(mask, x.shape[0], x.shape[1]) if FAST_PATHS and runner is not None and not record else None
+    if plan is not None:
+        return run_fast(
+            runner,
+            cell.units,
+            x,
+            plan,
+            return_sequences=return_sequences,
+            go_backwards=go_backwards,
+            initial_states=initial_states,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+    return run_textbook(
+        cell,
+        x,
+        return_sequences=return_sequences,
+        go_backwards=go_backwards,
+        mask=mask,
+        initial_states=initial_states,
+        zero_output_for_mask=zero_output_for_mask,
+        record=record,
+    )
+
+
+def run_textbook(
+    cell: Cell,
+    x: np.ndarray,
+    *,
+    return_sequences: bool,
+    go_backwards: bool = False,
+    mask: np.ndarray | None = None,
+    initial_states: tuple[np.ndarray, ...] | None = None,
+    zero_output_for_mask: bool = False,
+    record: bool = False,
+) -> SequenceResult:
+    """run_sequence as the textbook writes it: every sample steps at every step, then the mask keeps
+    the old states and output where it is False. The specification the fast loop is held to."""
     time = x.shape[1]
     x_steps = cell.prepare(x)  # (time, features, batch), or (time, batch, ...) when not batch_last
     inside, outside = (_batch_last, _batch_first) if cell.batch_last else (_same, _same)
@@ -150,9 +205,11 @@ def activate_in_place(activation: Activation, values: np.ndarray) -> np.ndarray:
     return activation(values)
 
 
-def feature_major(x: np.ndarray) -> np.ndarray:
-    """x (batch, time, features) as (time, features, batch); free when x is a view of such an array."""
-    return np.ascontiguousarray(np.transpose(x, (1, 2, 0)))
+def feature_major(x: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """x (batch, time, features) as (time, features, batch), rows taken in `order` if given; free
+    when x is a view of such an array and there is no order."""
+    steps = np.transpose(x, (1, 2, 0))  # (time, features, batch), a view
+    return np.ascontiguousarray(steps) if order is None else np.take(steps, order, axis=2)
 
 
 class GateLayout:
@@ -227,6 +284,169 @@ def lstm_update(
     return h, c, {"i": i, "f": f, "c_hat": c_hat, "o": o, "c": c, "h": h}
 
 
+# ------------------------------------------------------------------------------------ fast loop
+
+
+@dataclass
+class RowPlan:
+    """How the fast loop walks a batch: `order` (None: as given) puts rows so that the valid rows of
+    every step t are rows [0, counts[t]); `started` rows have at least one valid step."""
+
+    order: np.ndarray | None
+    counts: list[int]
+    started: int
+
+
+def row_plan(mask: np.ndarray | None, batch: int, time: int) -> RowPlan | None:
+    """The RowPlan for a (batch, time) mask, or None when no row order makes every step's valid rows
+    a prefix (a step masked in the middle of one sequence but not of another: the textbook loop then).
+
+    Sorting rows by their number of valid steps, longest first, does it exactly when each row's valid
+    steps contain those of every shorter row: padding after (or before) sequences of any lengths."""
+    if mask is None:
+        return RowPlan(None, [batch] * time, batch if time else 0)
+    mask = np.asarray(mask, dtype=bool)
+    lengths = mask.sum(axis=1)  # (batch,)
+    order = np.argsort(-lengths, kind="stable")  # (batch,)
+    ordered = mask[order]  # (batch, time)
+    if np.any(ordered[1:] & ~ordered[:-1]):  # a valid row below a masked one at some step
+        return None
+    in_order = bool(np.all(order == np.arange(batch)))
+    return RowPlan(None if in_order else order, ordered.sum(axis=0).tolist(), int(np.count_nonzero(lengths)))
+
+
+class Runner(Protocol):
+    """A cell's fast steps over one batch: `h` (units, batch) is the output state, updated in place."""
+
+    h: np.ndarray
+
+    def step(self, x_t: np.ndarray, n: int) -> None: ...
+    def states(self) -> tuple[np.ndarray, ...]: ...
+
+
+def run_fast(
+    make_runner,
+    units: int,
+    x: np.ndarray,
+    plan: RowPlan,
+    *,
+    return_sequences: bool,
+    go_backwards: bool,
+    initial_states: tuple[np.ndarray, ...] | None,
+    zero_output_for_mask: bool,
+) -> SequenceResult:
+    """run_sequence's loop for cells with a `runner(batch, states)`: the same outputs and states.
+
+    Rows are taken in the plan's order; step t advances rows [0, counts[t]) only, the rest keep
+    their states (what a mask asks for) and repeat their previous output (or emit zeros). A row
+    with no valid step outputs zeros at the end, as in the textbook loop."""
+    batch, time = x.shape[0], x.shape[1]
+    order = plan.order
+    x_steps = feature_major(x, order)  # (time, features, batch), rows in plan order
+    states = None
+    if initial_states is not None:
+        states = tuple(_batch_last(s if order is None else s[order]) for s in initial_states)  # (units, batch)
+    runner: Runner = make_runner(batch, states)
+    h = runner.h  # (units, batch)
+    outputs = np.empty((time, units, batch), dtype=h.dtype) if return_sequences else None  # (time, units, batch)
+    for k, t in enumerate(range(time - 1, -1, -1) if go_backwards else range(time)):
+        n = plan.counts[t]
+        if n:
+            runner.step(x_steps[t], n)
+        if outputs is None:
+            continue
+        if n == batch:
+            outputs[k] = h
+            continue
+        outputs[k, :, :n] = h[:, :n]
+        outputs[k, :, n:] = outputs[k - 1, :, n:] if k and not zero_output_for_mask else 0
+    inverse = None if order is None else np.argsort(order)  # (batch,)
+    if outputs is not None:
+        outputs = outputs if inverse is None else np.take(outputs, inverse, axis=2)
+        result = np.moveaxis(outputs, -1, 0)  # (batch, time, units)
+    else:
+        last = h
+        if plan.started < batch:
+            last = h.copy()
+            last[:, plan.started :] = 0  # never a valid step: zeros, whatever the initial states
+        result = _batch_first(last if inverse is None else last[:, inverse])  # (batch, units)
+    final = tuple(_batch_first(s if inverse is None else s[:, inverse]) for s in runner.states())
+    return SequenceResult(result, final)
+
+
+class StackedSteps:
+    """What every fast runner shares: the stacked input of its products, (rows, batch), with the
+    constant rows set to 1, and one scratch buffer cut into contiguous (rows, n) blocks per step."""
+
+    def __init__(self, rows: int, ones: tuple[int, ...], batch: int, scratch: int, dtype: np.dtype):
+        self.stacked = np.empty((rows, batch), dtype=dtype)  # (rows, batch)
+        self.stacked[list(ones)] = 1
+        self.scratch = np.empty(scratch * batch, dtype=dtype)
+
+    def blocks(self, n: int, *heights: int) -> list[np.ndarray]:
+        """Contiguous (height, n) arrays, one per height, side by side in the scratch buffer."""
+        out, start = [], 0
+        for height in heights:
+            out.append(self.scratch[start : start + height * n].reshape(height, n))
+            start += height * n
+        return out
+
+
+def _start(target: np.ndarray, states: tuple[np.ndarray, ...] | None, k: int) -> None:
+    """Fill a runner's state rows with states[k], or zeros."""
+    target[...] = 0 if states is None else states[k]
+
+
+class LSTMRunner(StackedSteps):
+    """LSTMCell's step in place: stacked = [x_t; 1; h], z = weights @ stacked (i, f, o, c~), then c and
+    h written into their state rows. With the logistic sigmoid the gates are kept doubled, as
+    tanh(z/2) + 1 = 2 * sigmoid(z), and the 0.5 is applied once to c and once to h: power-of-two
+    scales, so exactly the numbers of c = f*c_tm1 + i*c~, h = o*act(c), in one pass fewer."""
+
+    def __init__(self, cell: LSTMCell, batch: int, states: tuple[np.ndarray, ...] | None):
+        f, u = cell.input_width, cell.units
+        super().__init__(f + 1 + u, (f,), batch, 4 * u, cell.weights.dtype)
+        self.cell, self.features = cell, f
+        self.h = self.stacked[f + 1 :]  # (units, batch)
+        self.c = np.empty((u, batch), dtype=cell.weights.dtype)  # (units, batch)
+        _start(self.h, states, 0)
+        _start(self.c, states, 1)
+
+    def states(self) -> tuple[np.ndarray, ...]:
+        return self.h, self.c
+
+    def step(self, x_t: np.ndarray, n: int) -> None:
+        cell, features, u = self.cell, self.features, self.cell.units
+        self.stacked[:features, :n] = x_t[:, :n]
+        (z,) = self.blocks(n, 4 * u)  # (4*units, n)
+        np.matmul(cell.weights, self.stacked[:, :n], out=z)
+        sig, c_hat = z[: 3 * u], z[3 * u :]  # (3*units, n), (units, n)
+        i, f, o = sig[:u], sig[u : 2 * u], sig[2 * u :]
+        c, h = self.c[:, :n], self.h[:, :n]  # (units, n) state views
+        if cell.tanh_everywhere:
+            np.tanh(z, out=z)
+        else:
+            c_hat[...] = cell.activation(c_hat)
+        if cell.layout.half_tanh:
+            if not cell.tanh_everywhere:
+                np.tanh(sig, out=sig)
+            np.add(sig, 1, out=sig)  # 2i, 2f, 2o
+        else:
+            sig[...] = cell.layout.recurrent_activation(sig)
+        np.multiply(f, c, out=c)
+        np.multiply(i, c_hat, out=i)
+        np.add(c, i, out=c)
+        if cell.layout.half_tanh:
+            np.multiply(c, c.dtype.type(0.5), out=c)
+        if cell.activation in TANH:
+            np.tanh(c, out=c_hat)
+            np.multiply(o, c_hat, out=h)
+        else:
+            np.multiply(o, cell.activation(c), out=h)
+        if cell.layout.half_tanh:
+            np.multiply(h, h.dtype.type(0.5), out=h)
+
+
 class LSTMCell:
     """c = f*c_tm1 + i*act(c~), h = o*act(c); Keras' gate columns i, f, c, o are stored i, f, o, c~."""
 
@@ -250,6 +470,9 @@ class LSTMCell:
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         return feature_major(x)  # (time, features, batch)
+
+    def runner(self, batch: int, states: tuple[np.ndarray, ...] | None) -> LSTMRunner:
+        return LSTMRunner(self, batch, states)
 
     def zero_states(self, x_steps: Steps) -> tuple[np.ndarray, ...]:
         shape = (self.units, x_steps.shape[-1])  # (units, batch)
@@ -306,6 +529,31 @@ class GRUCell:
     def prepare(self, x: np.ndarray) -> ProjectedSteps:
         return ProjectedSteps(self.project, x, self.units * 3)
 
+    def runner(self, batch: int, states: tuple[np.ndarray, ...] | None) -> GRURunner:
+        return GRURunner(self, batch, states)
+
+    @cached_property
+    def joint(self) -> tuple[np.ndarray, ...]:
+        """The fast loop's weights over its stacked input (see GRURunner), in storage order.
+
+        reset_after: zr_weights (2u, f+1+u+1) over [x; 1; h; 1], h_weights (u, u+1) over [h; 1],
+        x_weights (u, f+1) over [x; 1]. Otherwise: zr_weights (2u, f+1+u) over [x; 1; h] and
+        candidate_weights (u, u+f+1) over [r*h; x; 1]. With the logistic sigmoid, the weights that
+        multiply r are halved: the runner uses 2r = tanh + 1."""
+        u, dtype = self.units, self.kernel_t.dtype
+        scale = dtype.type(0.5 if self.layout.half_tanh else 1)
+        kernel_t, recurrent_t = self.kernel_t, self.recurrent_t  # (3u, f), (3u, u)
+        input_bias = self.input_bias if self.input_bias is not None else np.zeros((3 * u, 1), dtype=dtype)
+        if self.reset_after:
+            recurrent_bias = self.recurrent_bias if self.recurrent_bias is not None else np.zeros_like(input_bias)
+            zr = np.hstack([kernel_t[: 2 * u], input_bias[: 2 * u], recurrent_t[: 2 * u], recurrent_bias[: 2 * u]])
+            h = np.hstack([recurrent_t[2 * u :], recurrent_bias[2 * u :]]) * scale
+            x = np.hstack([kernel_t[2 * u :], input_bias[2 * u :]])
+            return tuple(np.ascontiguousarray(w) for w in (zr, h, x))
+        zr = np.hstack([kernel_t[: 2 * u], input_bias[: 2 * u], recurrent_t[: 2 * u]])
+        candidate = np.hstack([recurrent_t[2 * u :] * scale, kernel_t[2 * u :], input_bias[2 * u :]])
+        return np.ascontiguousarray(zr), np.ascontiguousarray(candidate)
+
     def project(self, x: np.ndarray) -> np.ndarray:
         """x (batch, time, features) -> x @ kernel + input bias as (time, 3*units, batch)."""
         batch, time, features = x.shape
@@ -345,6 +593,72 @@ class GRUCell:
         return h, (h,), {"z": z, "r": r, "h_hat": h_hat, "h": h}
 
 
+class GRURunner(StackedSteps):
+    """GRUCell's step in place. reset_after: stacked = [x_t; 1; h; 1]; zr from all of it, the
+    recurrent candidate part from [h; 1], the input one from [x_t; 1]. Otherwise stacked =
+    [r*h; x_t; 1; h]: zr from [x_t; 1; h], the candidate from [r*h; x_t; 1]. h = z*h_tm1 + (1-z)*h~
+    is written into the h rows. With the logistic sigmoid r is kept as 2r = tanh + 1 against weights
+    halved (a power-of-two scale: the same numbers, one pass fewer)."""
+
+    def __init__(self, cell: GRUCell, batch: int, states: tuple[np.ndarray, ...] | None):
+        f, u = cell.input_width, cell.units
+        self.cell, self.features = cell, f
+        self.weights = cell.joint
+        dtype = self.weights[0].dtype
+        if cell.reset_after:
+            super().__init__(f + 1 + u + 1, (f, f + 1 + u), batch, 4 * u, dtype)
+            self.h = self.stacked[f + 1 : f + 1 + u]  # (units, batch)
+        else:
+            super().__init__(u + f + 1 + u, (u + f,), batch, 3 * u, dtype)
+            self.h = self.stacked[u + f + 1 :]  # (units, batch)
+        _start(self.h, states, 0)
+
+    def states(self) -> tuple[np.ndarray, ...]:
+        return (self.h,)
+
+    def step(self, x_t: np.ndarray, n: int) -> None:
+        cell, features, u = self.cell, self.features, self.cell.units
+        stacked, h_tm1 = self.stacked[:, :n], self.h[:, :n]  # (rows, n), (units, n)
+        if cell.reset_after:
+            zr, candidate, x_h = self.blocks(n, 2 * u, u, u)
+            stacked[:features] = x_t[:, :n]
+            zr_weights, h_weights, x_weights = self.weights
+            np.matmul(zr_weights, stacked, out=zr)  # (2*units, n)
+            np.matmul(h_weights, stacked[features + 1 :], out=candidate)  # (units, n): h_tm1 @ U_h + b_rec_h
+            np.matmul(x_weights, stacked[: features + 1], out=x_h)  # (units, n): x_t @ W_h + b_h
+            r = self._activate(zr)
+            np.multiply(candidate, r, out=candidate)
+            np.add(candidate, x_h, out=candidate)
+            spare = x_h
+        else:
+            zr, candidate = self.blocks(n, 2 * u, u)
+            stacked[u : u + features] = x_t[:, :n]
+            zr_weights, candidate_weights = self.weights
+            np.matmul(zr_weights, stacked[u:], out=zr)  # (2*units, n)
+            r = self._activate(zr)
+            np.multiply(r, h_tm1, out=stacked[:u])  # r * h_tm1 (times 2 with the halved weights)
+            np.matmul(candidate_weights, stacked[: u + features + 1], out=candidate)  # (units, n)
+            spare = r
+        h_hat = activate_in_place(cell.activation, candidate)  # (units, n)
+        z = zr[:u]
+        np.multiply(z, h_tm1, out=spare)
+        np.subtract(1, z, out=z)
+        np.multiply(z, h_hat, out=z)
+        np.add(spare, z, out=h_tm1)  # h, in the h rows
+
+    def _activate(self, zr: np.ndarray) -> np.ndarray:
+        """z (in place, zr[:u]) and r, or 2r with the logistic sigmoid (zr[u:])."""
+        layout, u = self.cell.layout, self.cell.units
+        if not layout.half_tanh:
+            layout.activate(zr)
+            return zr[u:]
+        np.tanh(zr, out=zr)
+        layout.activate(zr[:u], tanh_done=True)
+        r2 = zr[u:]
+        np.add(r2, 1, out=r2)
+        return r2
+
+
 class SimpleRNNCell:
     """h = act(x @ kernel + bias + h_tm1 @ recurrent_kernel)."""
 
@@ -362,12 +676,39 @@ class SimpleRNNCell:
     prepare = LSTMCell.prepare
     zero_states = LSTMCell.zero_states
 
+    def runner(self, batch: int, states: tuple[np.ndarray, ...] | None) -> SimpleRNNRunner:
+        return SimpleRNNRunner(self, batch, states)
+
     def step(
         self, x_t: np.ndarray, states: tuple[np.ndarray, ...]
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
         (h_tm1,) = states  # (units, batch)
         h = self.activation(joint_product(self.weights, x_t, h_tm1))  # (units, batch)
         return h, (h,), {"h": h}
+
+
+class SimpleRNNRunner(StackedSteps):
+    """SimpleRNNCell's step in place: h = act(weights @ [x_t; 1; h_tm1]) written into the h rows."""
+
+    def __init__(self, cell: SimpleRNNCell, batch: int, states: tuple[np.ndarray, ...] | None):
+        f, u = cell.input_width, cell.units
+        super().__init__(f + 1 + u, (f,), batch, u, cell.weights.dtype)
+        self.cell, self.features = cell, f
+        self.h = self.stacked[f + 1 :]  # (units, batch)
+        _start(self.h, states, 0)
+
+    def states(self) -> tuple[np.ndarray, ...]:
+        return (self.h,)
+
+    def step(self, x_t: np.ndarray, n: int) -> None:
+        self.stacked[: self.features, :n] = x_t[:, :n]
+        (z,) = self.blocks(n, self.cell.units)  # (units, n)
+        np.matmul(self.cell.weights, self.stacked[:, :n], out=z)
+        h = self.h[:, :n]
+        if self.cell.activation in TANH:
+            np.tanh(z, out=h)
+        else:
+            h[...] = self.cell.activation(z)
 
 
 class ConvLSTM2DCell:
