@@ -13,6 +13,7 @@ import numpy as np
 
 from .compare import ComparisonResult, Tolerance
 from .errors import BadInputError
+from .layer_budget import budget_rows
 from .profiles import Rule, apply_profile, check_rule_outputs, profile_named, top1_outputs
 from .reference.forward import build, fixed_batch_size, stateful_layers
 from .reference.layers import reduced_precision
@@ -20,6 +21,7 @@ from .spec import ModelSpec
 
 if TYPE_CHECKING:
     from .flow import Independence
+    from .plugins import Computed, PluginUse
     from .runners.base import Runner, RunnerInfo
     from .streaming import Stream
 
@@ -59,10 +61,19 @@ class CheckReport:
     sides: tuple[RunnerInfo, ...] = ()  # who computed each export's side: runtime, version, file, census
     independence: tuple[Independence, ...] = ()  # each export's second pass (state carried between runs?)
     keras_backend: str = ""  # what the Keras side computed on: tensorflow, or Keras 3's KERAS_BACKEND
+    # --layerwise against exports with their own per-layer trace (hls4ml): (label, rows as `layerwise`)
+    export_layerwise: tuple[tuple[str, tuple[dict, ...]], ...] = ()
+    plugins: tuple[PluginUse, ...] = ()  # the user's plugins in force and the layers each computed
 
     @property
     def first_layer_divergence(self) -> dict | None:
         return next((row for row in self.layerwise or () if not row["passed"]), None)
+
+    def first_export_divergence(self, label: str) -> dict | None:
+        """The first layer row of export `label` (--layerwise on an export with its own trace) over its share of
+        the tolerance (layer_budget.budget_rows)."""
+        rows = dict(self.export_layerwise).get(label, ())
+        return next((row for row in rows if not row["passed"]), None)
 
     @property
     def comparisons(self) -> list[ComparisonResult]:
@@ -199,56 +210,96 @@ def check_stream(
     """The check flow (flow.run_flow) over `stream` with Keras (unless keras=False), the expected
     outputs and the exports as runners, and the report built from its results. `inputs`, the whole
     arrays, are given for an in-memory check: outputs are then kept, and --layerwise and
-    --expected-trace (which need whole arrays) can run."""
+    --expected-trace (which need whole arrays) can run. A layer that cannot take what a plugin computed
+    is that plugin's failure (UnsupportedError naming it, see plugins.blame_plugins)."""
+    from .plugins import blame_plugins
+
+    with blame_plugins(spec):
+        return _check_stream(
+            spec,
+            stream,
+            options,
+            expected=expected,
+            exports=exports,
+            inputs=inputs,
+            layerwise=layerwise,
+            expected_trace=expected_trace,
+            show_progress=show_progress,
+        )
+
+
+def _check_stream(
+    spec: ModelSpec,
+    stream: Stream,
+    options: CheckOptions,
+    *,
+    expected: Runner | None = None,
+    exports: Sequence[Runner] = (),
+    inputs: list[np.ndarray] | None = None,
+    layerwise: bool = False,
+    expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
+    show_progress: bool = False,
+) -> CheckReport:
+    """check_stream's work (see there)."""
     from .flow import run_flow
+    from .plugins import expecting_shapes, plugin_notes, plugin_uses, recording
 
     chosen = options.semantics or spec.semantics
     batch_size = fixed_batch_size(spec) or options.batch_size
     tolerance, dtype, profile, rules = options.tolerance, options.dtype, options.profile, options.rules
     notes = report_notes(spec, batch_size)
     check_rule_outputs(rules, spec.output_names)  # before anything runs, even when nothing will be compared
-    build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
+    with recording() as computed:  # the layers plugins compute, wrapped ones too (named as the reference does)
+        build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
     loaded = None
+    keras_shapes: dict[str, list[tuple[int | None, ...]]] = {}
     if options.keras:
         refuse_keras_on_dump(spec)
-        from .keras_runner import KerasRunner, load_keras  # the only TensorFlow import, done late
+        loaded = _load_keras_side(spec, options, computed)
+        # a plugin's outputs must have the shapes Keras computes for its layer: checked as the flow computes it
+        plugged = {each.layer for each in computed} & {layer.name for layer in spec.layers}
+        keras_shapes = loaded.output_shapes(sorted(plugged)) if plugged else {}
+        from .keras_runner import KerasRunner
 
-        loaded = load_keras(
-            spec.source,
-            spec.file_format,
-            spec.semantics,
-            [(layer.class_name, layer.config) for layer in spec.layers],
-            options.trust_model_code,
-        )
         keras_side = [KerasRunner(loaded, batch_size, bool(stateful_layers(spec)), len(spec.output_names))]
     else:
         keras_side = []
     runners: list[Runner] = [*keras_side, *([expected] if expected is not None else []), *exports]
-    flow = run_flow(
-        spec,
-        stream,
-        runners,
-        semantics=chosen,
-        dtype=dtype,
-        tolerance=tolerance,
-        batch_size=batch_size,
-        record=inputs is not None,
-        record_layers=layerwise and loaded is not None and inputs is not None,
-        classes=top1_outputs(spec, rules, options.classes),
-        second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
-        show_progress=show_progress,
-    )
-    judged = []
     reduced = reduced_precision(spec)
+
+    def judge(info: RunnerInfo, result: ComparisonResult) -> ComparisonResult:
+        """`result` judged as the report judges that side: --profile judges exports and expected outputs,
+        Keras is judged by the model's own precision, else the side's default profile; --require rules
+        always. The flow judges its reset verdict and the runners' verdict notes by it too."""
+        explicit = profile if info.kind != "keras" else None
+        return apply_profile(result, explicit or default_profile(info, reduced), rules)
+
+    with expecting_shapes(keras_shapes), recording() as ran:
+        flow = run_flow(
+            spec,
+            stream,
+            runners,
+            semantics=chosen,
+            dtype=dtype,
+            tolerance=tolerance,
+            batch_size=batch_size,
+            record=inputs is not None,
+            record_layers=layerwise and inputs is not None and (loaded is not None or bool(_traced(exports))),
+            classes=top1_outputs(spec, rules, options.classes),
+            second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
+            show_progress=show_progress,
+            judge=judge,
+        )
+    notes += plugin_notes(ran, installed=False)  # the report lists installed plugins itself
+    judged = []
     for side, result in zip(runners, flow.comparisons, strict=True):
-        # --profile judges exports and expected outputs; Keras is judged by the model's own precision
+        verdict = judge(side.info, result)
         explicit = profile if side.info.kind != "keras" else None
-        chosen_profile = explicit or default_profile(side.info, reduced)
-        if explicit is None and chosen_profile != "float32":
+        if explicit is None and verdict.profile != "float32":
             why = f"computes in {reduced} (the model's dtype policy)" if side.info.kind == "keras" else None
             why = why or "has quantized weights"
-            notes.append(f"{side.info.label} {why}: judged under the {chosen_profile} profile")
-        judged.append(apply_profile(result, chosen_profile, rules))
+            notes.append(f"{side.info.label} {why}: judged under the {verdict.profile} profile")
+        judged.append(verdict)
     results = iter(judged)
     comparison = next(results) if keras_side else None
     against_expected = replace(next(results), against="expected") if expected is not None else None
@@ -257,6 +308,12 @@ def check_stream(
     trace_divergence = None
     if expected_trace is not None and inputs is not None:
         trace_divergence = _trace_divergence(spec, inputs, expected_trace, chosen, dtype, tolerance)
+    export_layerwise: tuple[tuple[str, tuple[dict, ...]], ...] = ()
+    if layerwise and inputs is not None:
+        export_layerwise = tuple(
+            (runner.info.label, tuple(budget_rows(spec, flow.layer_outputs, runner.layer_trace(inputs), tolerance)))
+            for runner in _traced(exports)
+        )
     rows = None
     if layerwise and loaded is not None and inputs is not None:
         rows = tuple(layerwise_rows(spec, flow.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
@@ -283,7 +340,51 @@ def check_stream(
         exports=tuple(judged[len(runners) - len(exports) :]),
         sides=tuple(side.info for side in exports),
         independence=tuple(flow.independence),
+        export_layerwise=export_layerwise,
+        plugins=plugin_uses(computed),
     )
+
+
+def _load_keras_side(spec: ModelSpec, options: CheckOptions, computed: Sequence[Computed]) -> Any:
+    """The file loaded by its generation's Keras, with the plugins' Keras classes as custom objects
+    (`computed`: the plugin-computed layers of the reference's build). When Keras, given those classes,
+    cannot load it and a plugin computes a class they lack, the message says how to supply one."""
+    from .errors import KerasSideError
+    from .keras_runner import load_keras  # the only TensorFlow import, done late
+    from .plugins import custom_objects_for
+
+    custom_objects: dict[str, Any] = {}
+    given: list[bool] = []  # whether Keras got as far as asking for the classes
+
+    def objects() -> dict[str, Any]:  # called by load_keras once Keras is imported
+        given.append(True)
+        custom_objects.update(custom_objects_for(spec, computed))
+        return custom_objects
+
+    try:
+        return load_keras(
+            spec.source,
+            spec.file_format,
+            spec.semantics,
+            [(layer.class_name, layer.config) for layer in spec.layers],
+            options.trust_model_code,
+            objects,
+        )
+    except KerasSideError as exc:
+        missing = sorted({each.class_name for each in computed if each.class_name not in custom_objects} - {"Lambda"})
+        if not given or not missing:
+            raise
+        raise KerasSideError(
+            f"{exc.message}; plugins compute {', '.join(missing)} for the reference, but Keras needs the class "
+            f"itself: add keras_objects = {{{', '.join(f'{c!r}: {c}' for c in missing)}}} to the plugin file "
+            f"(a Keras layer class), or check with --no-keras"
+        ) from exc
+
+
+def _traced(exports: Sequence[Runner]) -> list[Any]:
+    """The exports that give their own per-layer trace (`layer_trace`, e.g. hls4ml): --layerwise
+    compares each of their layers with the reference's."""
+    return [runner for runner in exports if callable(getattr(runner, "layer_trace", None))]
 
 
 def _trace_divergence(

@@ -6,11 +6,13 @@ import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from . import __version__
+from .cli_inputs import input_options, inputs_from_options, write_text
 from .errors import EXIT_PARITY_FAILURE, EXIT_PASS, BadInputError, LstmParityError
 
 EXIT_INTERNAL = 5
@@ -81,6 +83,46 @@ semantics_option = click.option(
 )
 
 
+def use_plugins(ctx: click.Context, paths: Sequence[str]) -> Any:
+    """Load the plugin files `paths` and put them in force for the command of `ctx` (restored to what was
+    in force before when the command ends, so that nothing leaks into the next command or library call);
+    returns the PluginSet. Raises BadInputError (exit 2) naming a file that cannot be loaded."""
+    from .plugins import activate, load_plugins
+
+    plugins = load_plugins(list(paths))
+    previous = activate(plugins)
+    ctx.call_on_close(lambda: activate(previous))
+    return plugins
+
+
+def _plugin_callback(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    use_plugins(ctx, value)  # also with no --plugin: a command never inherits an earlier command's plugins
+    return value
+
+
+def echo_plugin_notes(computed: Any) -> None:
+    """On stderr, the notes on what plugins computed (an installed package's plugin, a mask it did not get):
+    for commands whose output is a file of numbers, with no report to carry them."""
+    from .plugins import plugin_notes as notes
+
+    for note in notes(computed):
+        click.echo(f"lstm-parity: note: {note}", err=True)
+
+
+plugin_option = click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    type=click.Path(),
+    metavar="FILE.py",
+    expose_value=False,
+    callback=_plugin_callback,
+    help="Your own NumPy code for a custom layer or a Lambda whose code is not in the file (repeatable): "
+    'a Python file whose functions are decorated with @lstm_parity.plugins.layer("ClassName") '
+    "(README: Custom layers and Lambdas). Nothing from the model file is ever run.",
+)
+
+
 chunk_option = click.option(
     "--chunk-size",
     "chunk_size",
@@ -90,66 +132,6 @@ chunk_option = click.option(
     help="Stream INPUT N samples at a time (memory-mapped; peak memory follows N, not the file). "
     "Default: inputs over 32 MB stream in chunks of about 32 MB; smaller ones are read whole.",
 )
-
-
-def input_options(command: Any) -> Any:
-    """INPUT is optional: without it, inputs are generated from the model's config."""
-    options = [
-        click.option(
-            "--samples",
-            type=click.IntRange(min=1),
-            default=4,
-            show_default=True,
-            help="Without INPUT: how many sequences to generate.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True, help="Without INPUT: random seed."),
-        click.option(
-            "--timesteps",
-            type=click.IntRange(min=1),
-            default=12,
-            show_default=True,
-            help="Without INPUT: length of sequences whose time axis the model leaves open.",
-        ),
-        click.option(
-            "--range",
-            "value_range",
-            default="-1,1",
-            show_default=True,
-            metavar="LO,HI",
-            help="Without INPUT: generated float values are uniform in [LO, HI). Inputs feeding an "
-            "Embedding get token ids in [1, input_dim); masked models get padded sequences.",
-        ),
-        click.option(
-            "--save-inputs",
-            type=click.Path(),
-            help="Write the inputs used (.npy, or .npz keyed x0, x1, ... for several inputs).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _inputs(
-    spec: Any,
-    input_path: str | None,
-    samples: int,
-    seed: int,
-    timesteps: int,
-    value_range: str,
-    save_inputs: str | None,
-    protected: list[str],
-) -> list:
-    from .arrays import save_inputs as write_inputs
-    from .cli_support import make_inputs
-
-    inputs = make_inputs(spec, input_path, samples, seed, timesteps, value_range)
-    if save_inputs:
-        from .atomicio import refuse_overwriting_inputs
-
-        refuse_overwriting_inputs(save_inputs, protected)
-        write_inputs(save_inputs, inputs, spec.input_names)
-    return inputs
 
 
 def _console() -> Any:
@@ -170,7 +152,8 @@ Examples:
   lstm-parity check model.h5 --samples 16 --seed 1            # inputs made from the config
   lstm-parity check model.h5 test_set.npy --chunk-size 20000   # any size: Keras fed the same chunks
   lstm-parity check model.keras x.npy --against model.onnx --against model.tflite   # gate the exports
-  lstm-parity check model.keras x.npy --no-keras --against model_int8.tflite --profile int8"""
+  lstm-parity check model.keras x.npy --no-keras --against model_int8.tflite --profile int8
+  lstm-parity check model.h5 x.npy --against tflm:m.tflite --against openvino:m.onnx --against hls4ml"""
     + "\n\n"
     + EXIT_CODES_HELP
 )
@@ -213,9 +196,11 @@ Examples:
     multiple=True,
     type=click.Path(),
     help="An exported model to gate as well (repeatable): .onnx runs in ONNX Runtime (extra [onnx]), "
-    ".tflite in LiteRT (extra [tflite]). Each export is compared with the reference, and run a second "
-    "time (same session, no reset) to catch state carried between invocations. keras:jax (extra [jax]) "
-    "or keras:tensorflow runs the model itself on that Keras 3 backend, in a child process.",
+    ".tflite in LiteRT (extra [tflite]), tflm:FILE.tflite in TFLite Micro (extra [tflm]), openvino:FILE "
+    "(.onnx or IR .xml) in OpenVINO on the CPU (extra [openvino]); hls4ml or hls4ml:CONFIG.yml converts MODEL "
+    "with hls4ml and runs its C++ emulation (extra [hls4ml], needs g++). Each export is compared with the "
+    "reference, and run a second time (same session, no reset) to catch state carried between invocations. "
+    "keras:jax (extra [jax]) or keras:tensorflow runs the model itself on that Keras 3 backend, in a child process.",
 )
 @click.option(
     "--profile",
@@ -243,6 +228,21 @@ Examples:
     "--allow-external-data",
     is_flag=True,
     help="Let an .onnx file load weights from external files in its own folder (refused by default).",
+)
+@click.option(
+    "--tflm-arena",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Tensor arena for tflm:FILE exports, in bytes (default: sized automatically, from 10 x the file's "
+    "size until the model allocates; the report says how many bytes the model used).",
+)
+@click.option(
+    "--openvino-precision",
+    type=click.Choice(["auto", "f32", "bf16", "f16"]),
+    default="auto",
+    show_default=True,
+    help="The arithmetic OpenVINO compiles openvino:FILE exports for (INFERENCE_PRECISION_HINT). auto is what "
+    "a deployment on this CPU gets: bf16 on CPUs with AVX512-BF16 or AMX. The report names what ran.",
 )
 @click.option("--no-keras", is_flag=True, help="Do not run Keras (no TensorFlow): only the reference, and --expected.")
 @click.option(
@@ -290,6 +290,7 @@ Examples:
 )
 @chunk_option
 @input_options
+@plugin_option
 def check(
     model: str,
     input_file: str | None,
@@ -304,6 +305,8 @@ def check(
     requires: tuple[str, ...],
     classes: bool,
     allow_external_data: bool,
+    tflm_arena: int | None,
+    openvino_precision: str,
     no_keras: bool,
     save_outputs: str | None,
     json_path: str | None,
@@ -334,12 +337,15 @@ def check(
     from .check import CheckOptions, run_check
     from .cli_support import load_expected, parse_tolerance
     from .formats import open_model
+    from .plugins import plugin_files
     from .profiles import parse_require
-    from .runners.open import fixed_timesteps, open_export
+    from .runners.open import export_files, fixed_timesteps, open_export, refuse_unused_settings
     from .streaming import stream_check, worth_streaming
 
-    files_against = [p for p in against if not p.startswith("keras:")]  # keras:jax is a backend, not a file
+    refuse_unused_settings(against, tflm_arena, openvino_precision)  # a setting that would do nothing: exit 2
+    files_against = [f for value in against for f in export_files(value)]  # an IR's .bin too; keras:jax: none
     protected = [model, *files_against] + [p for p in (input_file, expected, expected_trace) if p]
+    protected += plugin_files()  # no report may overwrite the user's plugin code
     options = CheckOptions(
         semantics=semantics,
         dtype=dtype,
@@ -371,7 +377,15 @@ def check(
     try:
         for path in against:
             exports.append(
-                open_export(path, spec, allow_external_data, batch_size=batch_size, trust_model_code=trust_model_code)
+                open_export(
+                    path,
+                    spec,
+                    allow_external_data,
+                    batch_size=batch_size,
+                    trust_model_code=trust_model_code,
+                    tflm_arena=tflm_arena,
+                    openvino_precision=openvino_precision,
+                )
             )
         if worth_streaming(input_file, chunk_size) and not whole_arrays:
             report = stream_check(
@@ -385,7 +399,9 @@ def check(
             )
         else:
             timesteps = fixed_timesteps(exports) or timesteps  # an export with a fixed length sets it
-            inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+            inputs = inputs_from_options(
+                spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected
+            )
             expected_outputs = load_expected(spec, expected) if expected else None
             console = None if quiet or json_path == "-" else _console()
             status = console.status("computing the reference and running the other sides...") if console else None
@@ -453,9 +469,9 @@ def _emit_check(
 
             render_check_rich(report, console)
     if json_path and json_path != "-":
-        _write_text(json_path, render_check_json(report, code), protected)
+        write_text(json_path, render_check_json(report, code), protected)
     if junit_path:
-        _write_text(junit_path, render_junit([(report.spec.source, report, code, None)]), protected)
+        write_text(junit_path, render_junit([(report.spec.source, report, code, None)]), protected)
 
 
 def _save_outputs(folder: str, report: Any, names: list[str]) -> None:
@@ -466,47 +482,6 @@ def _save_outputs(folder: str, report: Any, names: list[str]) -> None:
     save_outputs(os.path.join(folder, "reference" + suffix), list(report.reference_outputs), names)
     if report.keras_outputs:
         save_outputs(os.path.join(folder, "keras" + suffix), list(report.keras_outputs), names)
-
-
-def _write_text(path: str, text: str, inputs: list[str]) -> None:
-    from .atomicio import atomic_write, refuse_overwriting_inputs
-
-    refuse_overwriting_inputs(path, inputs)
-    with atomic_write(path, "w") as handle:
-        handle.write(text)
-
-
-@cli.command(
-    epilog="""\b
-Examples:
-  lstm-parity dump model.h5                 # JSON on stdout
-  lstm-parity dump model.keras -o model.json"""
-)
-@click.argument("model", type=click.Path())
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(allow_dash=True),
-    default="-",
-    show_default=True,
-    help="Where to write the JSON ('-' for stdout).",
-)
-def dump(model: str, output: str) -> None:
-    """Write MODEL's layers, math-changing options and weights as JSON (no TensorFlow needed).
-
-    For an LSTM the kernel (x, 4h), recurrent_kernel (h, 4h) and bias (4h,) are also split into
-    their i, f, c, o gate blocks; a model that is one LSTM followed by one Dense also gets a
-    top-level "tutorial" block with W, U, b, Wout, bout. float32 values are written exactly and
-    read back bit-identically (`lstm-parity predict dump.json ...`). Schema: README.md.
-    """
-    from .dump import render_dump
-    from .formats import open_model
-
-    text = render_dump(open_model(model))
-    if output == "-":
-        click.echo(text, nl=False)
-    else:
-        _write_text(output, text, [model])
 
 
 @cli.command(
@@ -536,6 +511,7 @@ Examples:
 )
 @chunk_option
 @input_options
+@plugin_option
 def predict(
     model: str,
     input_file: str | None,
@@ -562,10 +538,11 @@ def predict(
     from .arrays import save_outputs
     from .atomicio import refuse_overwriting_inputs
     from .formats import open_model
+    from .plugins import blame_plugins, plugin_files
     from .reference.forward import predict_batches
     from .streaming import stream_predict, worth_streaming
 
-    protected = [model] + ([input_file] if input_file else [])
+    protected = [model] + ([input_file] if input_file else []) + plugin_files()  # never overwrite the user's code
     refuse_overwriting_inputs(output, protected)
     spec = open_model(model)
     if chunk_size and save_inputs:
@@ -573,13 +550,17 @@ def predict(
             f"{input_file}: --chunk-size streams INPUT; --save-inputs would copy it whole (drop one of them)"
         )
     if not save_inputs and worth_streaming(input_file, chunk_size):
-        stream_predict(
-            spec, input_file, output, dtype=dtype, semantics=semantics, batch_size=batch_size, chunk_rows=chunk_size
-        )
+        with blame_plugins(spec) as computed:
+            stream_predict(
+                spec, input_file, output, dtype=dtype, semantics=semantics, batch_size=batch_size, chunk_rows=chunk_size
+            )
+        echo_plugin_notes(computed)
         return
-    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
-    outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
+    inputs = inputs_from_options(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+    with blame_plugins(spec) as computed:  # a layer that cannot take a plugin's output: the plugin's failure (3)
+        outputs = predict_batches(spec, inputs, semantics=semantics, dtype=np.dtype(dtype), batch_size=batch_size)
     save_outputs(output, outputs, spec.output_names)
+    echo_plugin_notes(computed)
 
 
 @cli.command(
@@ -620,12 +601,14 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
     """Check every model listed in CONFIG (default: [tool.lstm-parity] in ./pyproject.toml).
 
     Each entry takes the same settings as `check` (input or samples/seed/timesteps/range, expected,
-    atol, rtol, no_keras, semantics, dtype, batch_size); top-level keys are defaults. Models run in
-    parallel with --jobs; a model that fails or cannot be read never hides the others. The exit code
-    is the worst of all models' exit codes.
+    atol, rtol, no_keras, semantics, dtype, batch_size, plugins: plugin files relative to the TOML file,
+    trust_model_code: true lets Keras load that model's Lambda layers, DANGEROUS as --trust-model-code);
+    top-level keys are defaults. Models run in parallel with --jobs; a model that fails or cannot be
+    read never hides the others. The exit code is the worst of all models' exit codes.
     """
     from .check_all import load_jobs
     from .report.summary import render_summary, render_summary_rich, run_all, summary_json
+    from .runners.open import export_files
 
     job_list = load_jobs(config)
     results = run_all(job_list, jobs, show_progress=not quiet and json_path != "-" and _console() is not None)
@@ -640,13 +623,14 @@ def check_all(config: str | None, jobs: int, json_path: str | None, junit_path: 
             render_summary_rich(results, code, console)
     protected = [j.path for j in job_list]  # no report may overwrite a model, an input or an export
     protected += [str(p) for j in job_list for key in ("input", "expected") if (p := j.options.get(key))]
-    protected += [str(p) for j in job_list for p in j.options.get("against", []) if not str(p).startswith("keras:")]
+    protected += [f for j in job_list for p in j.options.get("against", []) for f in export_files(str(p))]
+    protected += [str(p) for j in job_list for p in j.options.get("plugins", [])]
     if json_path and json_path != "-":
-        _write_text(json_path, summary_json(results, code), protected)
+        write_text(json_path, summary_json(results, code), protected)
     if junit_path:
         from .report.junit import render_junit
 
-        _write_text(junit_path, render_junit(results), protected)
+        write_text(junit_path, render_junit(results), protected)
     if code:
         sys.exit(code)
 
@@ -659,6 +643,7 @@ Examples:
 )
 @click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
+@plugin_option
 def inspect(model: str, as_json: bool) -> None:
     """Show MODEL's layers: class, output shape, parameters, the options that change the math, each
     recurrent weight explained gate by gate (kernel (3, 20) = [W_i | W_f | W_c | W_o], each (3, 5)),
@@ -692,6 +677,7 @@ GRU z, r, h_hat, h; SimpleRNN h (Bidirectional: "<layer>/forward/<gate>", "<laye
 @dtype_option
 @semantics_option
 @input_options
+@plugin_option
 def trace_command(
     model: str,
     input_file: str | None,
@@ -712,12 +698,15 @@ def trace_command(
     import numpy as np
 
     from .formats import open_model
+    from .plugins import blame_plugins, plugin_files
     from .trace import render_trace, trace
 
-    protected = [model] + ([input_file] if input_file else [])
+    protected = [model] + ([input_file] if input_file else []) + plugin_files()  # never overwrite the user's code
     spec = open_model(model)
-    inputs = _inputs(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
-    values = trace(spec, inputs, sample=sample, layer=layer, semantics=semantics, dtype=np.dtype(dtype))
+    inputs = inputs_from_options(spec, input_file, samples, seed, timesteps, value_range, save_inputs, protected)
+    with blame_plugins(spec) as computed:
+        values = trace(spec, inputs, sample=sample, layer=layer, semantics=semantics, dtype=np.dtype(dtype))
+    echo_plugin_notes(computed)
     if output is None:
         click.echo(render_trace(values), nl=False)
         return
@@ -733,7 +722,7 @@ def trace_command(
             "sample": sample,
             "values": {k: v.tolist() for k, v in values.items()},
         }
-        _write_text(output, json_module.dumps(body) + "\n", protected)
+        write_text(output, json_module.dumps(body) + "\n", protected)
     else:
         import io
 
@@ -752,8 +741,9 @@ Examples:
   lstm-parity upgrade old.h5 new.keras x.npy --atol 1e-6
 \b
 Exit 0: written and proven; 1: Keras 3 on the rewrite does not match (nothing written); 3: no exact
-rewrite exists (e.g. an LSTM whose activation is hard_sigmoid): the message says by how much the naive
-conversion differs; --allow-semantic-change writes it anyway and records the difference."""
+rewrite exists (e.g. an LSTM whose activation is hard_sigmoid, or a Keras 2 RNN given initial_state on
+masked input, which Keras 3 runs unmasked): the message says by how much the naive conversion differs;
+--allow-semantic-change writes it anyway and records the difference."""
 )
 @click.argument("old", type=click.Path())
 @click.argument("new", type=click.Path())
@@ -766,6 +756,7 @@ conversion differs; --allow-semantic-change writes it anyway and records the dif
 @click.option("--atol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]ATOL")
 @click.option("--rtol", multiple=True, default=("1e-5",), show_default=True, metavar="[OUTPUT:]RTOL")
 @input_options
+@plugin_option
 def upgrade(
     old: str,
     new: str,
@@ -786,6 +777,7 @@ def upgrade(
     from .atomicio import refuse_overwriting_inputs
     from .cli_support import parse_tolerance
     from .formats import open_model
+    from .plugins import blame_plugins
     from .upgrade import render_upgrade, run_upgrade
 
     if not new.endswith(".keras"):
@@ -793,8 +785,11 @@ def upgrade(
     protected = [old] + ([input_file] if input_file else [])
     refuse_overwriting_inputs(new, protected)
     spec = open_model(old)
-    inputs = _inputs(spec, input_file, max(samples, 8), seed, timesteps, value_range, save_inputs, protected)
-    report = run_upgrade(spec, new, inputs, parse_tolerance(list(atol), list(rtol)), allow_semantic_change)
+    inputs = inputs_from_options(
+        spec, input_file, max(samples, 8), seed, timesteps, value_range, save_inputs, protected
+    )
+    with blame_plugins(spec):
+        report = run_upgrade(spec, new, inputs, parse_tolerance(list(atol), list(rtol)), allow_semantic_change)
     console = _console()
     if console is None:
         click.echo(render_upgrade(report), nl=False)
@@ -804,6 +799,18 @@ def upgrade(
         render_upgrade_rich(report, console)
     if not report.written:
         sys.exit(EXIT_PARITY_FAILURE)
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (one job each)."""
+    from .cli_export import export
+    from .cli_port import dump, vectors
+
+    for command in (dump, export, vectors):
+        cli.add_command(plugin_option(command))
+
+
+_register_commands()
 
 
 def main() -> None:

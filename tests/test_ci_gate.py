@@ -225,6 +225,15 @@ def test_check_all_reads_pyproject_and_reports_bad_config(tmp_path, run_cli, mon
     (tmp_path / "pyproject.toml").write_text(f'[[tool.lstm-parity.models]]\npath = "{TUTORIAL}"\nbogus = 1\n')
     result = run_cli("check-all")
     assert result.exit_code == 2 and "unknown keys ['bogus']" in result.stderr
+    for key, value, fragment in [
+        ("tflm_arena", '"lots"', "tflm_arena must be a positive whole number of bytes, not 'lots'"),
+        ("tflm_arena", "65536.7", "not 65536.7"),
+        ("tflm_arena", "0", "not 0"),
+        ("openvino_precision", '"fp32"', "openvino_precision must be one of auto, f32, bf16, f16, not 'fp32'"),
+    ]:
+        (tmp_path / "pyproject.toml").write_text(f'[[tool.lstm-parity.models]]\npath = "{TUTORIAL}"\n{key} = {value}\n')
+        result = run_cli("check-all")
+        assert result.exit_code == 2 and fragment in result.stderr and len(result.stderr.splitlines()) == 1, key
     (tmp_path / "pyproject.toml").write_text(f'[[tool.lstm-parity.models]]\npath = "{TUTORIAL}"\n')
     assert run_cli("check-all").exit_code == 0
 

@@ -12,7 +12,7 @@ from ..check import CheckReport
 from ..compare import NAN_RULE, ComparisonResult
 from ..runners.base import RunnerInfo
 
-CHECK_SCHEMA_VERSION = 2  # 2: metrics, profiles, exports (--against) and their second passes
+CHECK_SCHEMA_VERSION = 2  # 2: metrics, profiles, exports (--against) and their second passes; plugins (optional)
 SCHEMA_PATH = Path(__file__).with_name("check_report.schema.json")
 
 
@@ -92,6 +92,17 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
         },
         "input_shapes": [list(shape) for shape in report.input_shapes],
         "notes": list(report.notes),
+        "plugins": [
+            {
+                "source": use.source,
+                "origin": use.origin,
+                "sha256": use.sha256,
+                "layers": [
+                    {"layer": layer, "class_name": cls, "function": function} for layer, cls, function in use.layers
+                ],
+            }
+            for use in report.plugins
+        ],
         "weights": None
         if weights is None
         else {
@@ -116,6 +127,10 @@ def check_to_dict(report: CheckReport, exit_code: int) -> dict[str, Any]:
         "layerwise": None
         if report.layerwise is None
         else [{**row, "max_abs_diff": _finite(row["max_abs_diff"])} for row in report.layerwise],
+        "layerwise_exports": [
+            {"against": label, "layers": [{**row, "max_abs_diff": _finite(row["max_abs_diff"])} for row in rows]}
+            for label, rows in report.export_layerwise
+        ],
         "trace_divergence": None
         if report.trace_divergence is None
         else {**report.trace_divergence, "max_abs_diff": _finite(report.trace_divergence["max_abs_diff"])},

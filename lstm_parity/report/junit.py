@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..check import CheckReport
-from .text import num
+from .text import num, plugin_pairs
 
 
 def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]], suite: str = "lstm-parity") -> str:
@@ -21,6 +21,10 @@ def render_junit(results: list[tuple[str, CheckReport | None, int, str | None]],
             tests, errors = tests + 1, errors + 1
             _counts(cases, tests=1, failures=0, errors=1)
             continue
+        if report.plugins:  # the user's code computed part of the reference: say whose, before the testcases
+            properties = ET.SubElement(cases, "properties")
+            for _, text in plugin_pairs(report):
+                ET.SubElement(properties, "property", name="plugin", value=text)
         count = fail = 0
         if report.weights is not None:
             case = ET.SubElement(cases, "testcase", classname=name, name="weights bit-identical to Keras")

@@ -23,6 +23,8 @@ from .text import (
     HEADER,
     LAYERWISE_HEADER,
     LAYERWISE_TITLE,
+    export_divergence_text,
+    export_layerwise_title,
     first_divergence_text,
     header_lines,
     layerwise_cells,
@@ -273,14 +275,14 @@ def comparison_rows(comparisons: Iterable[ComparisonResult]) -> list[TableRow]:
     ]
 
 
-def layerwise_rows(report: CheckReport) -> list[TableRow]:
-    """One row per layer output compared with Keras (--layerwise)."""
+def layerwise_rows(rows: tuple[dict, ...]) -> list[TableRow]:
+    """One row per layer output compared (--layerwise: with Keras, or with an export's own trace)."""
     return [
         TableRow(
             cells=dict(zip(LAYERWISE_HEADER, layerwise_cells(row), strict=True)),
             styles={"result": result_style(row["passed"])},
         )
-        for row in report.layerwise or ()
+        for row in rows
     ]
 
 
@@ -289,9 +291,14 @@ def layer_block(console: Console, report: CheckReport, width: int) -> list[Text]
     lines: list[Text] = []
     if report.layerwise is not None:
         lines += [Text()] + wrap(console, Text(LAYERWISE_TITLE), width, INDENT)
-        lines += table_block(console, LAYERWISE_TABLE, layerwise_rows(report), width)
+        lines += table_block(console, LAYERWISE_TABLE, layerwise_rows(report.layerwise), width)
         style = result_style(report.first_layer_divergence is None)
         lines += wrap(console, Text(first_divergence_text(report), style=style), width, INDENT)
+    for label, rows in report.export_layerwise:
+        lines += [Text()] + wrap(console, Text(export_layerwise_title(label)), width, INDENT)
+        lines += table_block(console, LAYERWISE_TABLE, layerwise_rows(rows), width)
+        style = result_style(report.first_export_divergence(label) is None)
+        lines += wrap(console, Text(export_divergence_text(report, label), style=style), width, INDENT)
     if report.trace_compared:
         style = result_style(report.trace_divergence is None)
         lines += [Text()] + wrap(console, Text(trace_text(report), style=style), width, INDENT)

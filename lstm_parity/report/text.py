@@ -87,6 +87,7 @@ def header_lines(report: CheckReport) -> list[tuple[str, str]]:
         ("input", ", ".join(str(shape) for shape in report.input_shapes)),
     ]
     pairs += [("note", note) for note in report.notes]
+    pairs += plugin_pairs(report)
     pairs += export_pairs(report)
     weights = report.weights
     if weights is not None:
@@ -151,6 +152,19 @@ def outputs_text(report: CheckReport) -> str:
     return shapes + ("" if finite else " (NaN/Inf present)")
 
 
+def plugin_pairs(report: CheckReport) -> list[tuple[str, str]]:
+    """Each plugin in force (your code, named with --plugin or installed) and the layers it computed."""
+    pairs = []
+    for use in report.plugins:
+        computed = (
+            "computed " + ", ".join(f"layer {layer!r} ({cls}) with {function}" for layer, cls, function in use.layers)
+            if use.layers
+            else "computed no layer of this model"
+        )
+        pairs.append(("plugin", f"{use.source}: {computed}"))
+    return pairs
+
+
 def export_pairs(report: CheckReport) -> list[tuple[str, str]]:
     """Who ran each export (runtime, version, file, how inputs were matched, what is inside), and
     what its second pass (same input again, same session, no reset) showed."""
@@ -188,6 +202,11 @@ def verdict(report: CheckReport) -> str:
         detail += "; weights read differ from Keras'"
     if report.first_layer_divergence is not None and not report.passed:
         detail += f"; first diverging layer {report.first_layer_divergence['layer']}"
+    for label, _ in report.export_layerwise:
+        first = report.first_export_divergence(label)
+        if first is not None and not report.passed:
+            at = f" timestep {first['first_timestep']}" if first["first_timestep"] is not None else ""
+            detail += f"; {label}: first layer over its share of the tolerance {first['layer']}{at}"
     if report.trace_divergence is not None:
         d = report.trace_divergence
         detail += f"; trace departs at layer {d['layer']} gate {d['gate']}"
@@ -249,6 +268,24 @@ def first_divergence_text(report: CheckReport) -> str:
     return text
 
 
+def export_layerwise_title(label: str) -> str:
+    """The title of an export's --layerwise table (an export that traces its own layers: hls4ml)."""
+    return f"layerwise (reference vs {label}, its own per-layer trace):"
+
+
+def export_divergence_text(report: CheckReport, label: str) -> str:
+    """The first layer (and timestep) of export `label` over the tolerance, or that none is."""
+    first = report.first_export_divergence(label)
+    if not first:
+        return "every layer within its share of the tolerance (the tolerance split evenly over the layers)"
+    at = f", timestep {first['first_timestep']}" if first["first_timestep"] is not None else ""
+    added = f"adds {num(first['added_max_abs'])}, " if "added_max_abs" in first else ""
+    return (
+        f"first layer over its share of the tolerance: {first['layer']}{at}: {added}"
+        f"max abs diff {num(first['max_abs_diff'])}"
+    )
+
+
 def trace_text(report: CheckReport) -> str:
     """The --expected-trace conclusion: the first layer, timestep and gate a port's trace departs at."""
     d = report.trace_divergence
@@ -272,6 +309,14 @@ def layer_lines(report: CheckReport) -> list[str]:
             where = f", first timestep {first_timestep}" if row["first_timestep"] is not None else ""
             lines.append(f"    {layer} {shape}: max abs {max_abs} {result}{where}")
         lines.append("  " + first_divergence_text(report))
+    for label, rows in report.export_layerwise:
+        lines.append("")
+        lines.append("  " + export_layerwise_title(label))
+        for row in rows:
+            layer, shape, max_abs, result, first_timestep = layerwise_cells(row)
+            where = f", first timestep {first_timestep}" if row["first_timestep"] is not None else ""
+            lines.append(f"    {layer} {shape}: max abs {max_abs} {result}{where}")
+        lines.append("  " + export_divergence_text(report, label))
     if report.trace_compared:
         lines.append("")
         lines.append("  " + trace_text(report))
