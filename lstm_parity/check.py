@@ -212,137 +212,109 @@ def check_stream(
     arrays, are given for an in-memory check: outputs are then kept, and --layerwise and
     --expected-trace (which need whole arrays) can run. A layer that cannot take what a plugin computed
     is that plugin's failure (UnsupportedError naming it, see plugins.blame_plugins)."""
-    from .plugins import blame_plugins
+    from .flow import run_flow
+    from .plugins import blame_plugins, expecting_shapes, plugin_notes, plugin_uses, recording
 
     with blame_plugins(spec):
-        return _check_stream(
-            spec,
-            stream,
-            options,
-            expected=expected,
-            exports=exports,
-            inputs=inputs,
-            layerwise=layerwise,
-            expected_trace=expected_trace,
-            show_progress=show_progress,
-        )
+        chosen = options.semantics or spec.semantics
+        batch_size = fixed_batch_size(spec) or options.batch_size
+        tolerance, dtype, profile, rules = options.tolerance, options.dtype, options.profile, options.rules
+        notes = report_notes(spec, batch_size)
+        check_rule_outputs(rules, spec.output_names)  # before anything runs, even when nothing will be compared
+        with recording() as computed:  # the layers plugins compute, wrapped ones too (named as the reference does)
+            build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
+        loaded = None
+        keras_shapes: dict[str, list[tuple[int | None, ...]]] = {}
+        if options.keras:
+            refuse_keras_on_dump(spec)
+            loaded = _load_keras_side(spec, options, computed)
+            # a plugin's outputs must have the shapes Keras computes for its layer: checked as the flow computes it
+            plugged = {each.layer for each in computed} & {layer.name for layer in spec.layers}
+            keras_shapes = loaded.output_shapes(sorted(plugged)) if plugged else {}
+            from .keras_runner import KerasRunner
 
+            keras_side = [KerasRunner(loaded, batch_size, bool(stateful_layers(spec)), len(spec.output_names))]
+        else:
+            keras_side = []
+        runners: list[Runner] = [*keras_side, *([expected] if expected is not None else []), *exports]
+        reduced = reduced_precision(spec)
 
-def _check_stream(
-    spec: ModelSpec,
-    stream: Stream,
-    options: CheckOptions,
-    *,
-    expected: Runner | None = None,
-    exports: Sequence[Runner] = (),
-    inputs: list[np.ndarray] | None = None,
-    layerwise: bool = False,
-    expected_trace: tuple[dict[str, np.ndarray], int] | None = None,
-    show_progress: bool = False,
-) -> CheckReport:
-    """check_stream's work (see there)."""
-    from .flow import run_flow
-    from .plugins import expecting_shapes, plugin_notes, plugin_uses, recording
+        def judge(info: RunnerInfo, result: ComparisonResult) -> ComparisonResult:
+            """`result` judged as the report judges that side: --profile judges exports and expected outputs,
+            Keras is judged by the model's own precision, else the side's default profile; --require rules
+            always. The flow judges its reset verdict and the runners' verdict notes by it too."""
+            explicit = profile if info.kind != "keras" else None
+            return apply_profile(result, explicit or default_profile(info, reduced), rules)
 
-    chosen = options.semantics or spec.semantics
-    batch_size = fixed_batch_size(spec) or options.batch_size
-    tolerance, dtype, profile, rules = options.tolerance, options.dtype, options.profile, options.rules
-    notes = report_notes(spec, batch_size)
-    check_rule_outputs(rules, spec.output_names)  # before anything runs, even when nothing will be compared
-    with recording() as computed:  # the layers plugins compute, wrapped ones too (named as the reference does)
-        build(spec, chosen, np.dtype(dtype))  # refuse what the reference cannot compute before any runtime loads
-    loaded = None
-    keras_shapes: dict[str, list[tuple[int | None, ...]]] = {}
-    if options.keras:
-        refuse_keras_on_dump(spec)
-        loaded = _load_keras_side(spec, options, computed)
-        # a plugin's outputs must have the shapes Keras computes for its layer: checked as the flow computes it
-        plugged = {each.layer for each in computed} & {layer.name for layer in spec.layers}
-        keras_shapes = loaded.output_shapes(sorted(plugged)) if plugged else {}
-        from .keras_runner import KerasRunner
-
-        keras_side = [KerasRunner(loaded, batch_size, bool(stateful_layers(spec)), len(spec.output_names))]
-    else:
-        keras_side = []
-    runners: list[Runner] = [*keras_side, *([expected] if expected is not None else []), *exports]
-    reduced = reduced_precision(spec)
-
-    def judge(info: RunnerInfo, result: ComparisonResult) -> ComparisonResult:
-        """`result` judged as the report judges that side: --profile judges exports and expected outputs,
-        Keras is judged by the model's own precision, else the side's default profile; --require rules
-        always. The flow judges its reset verdict and the runners' verdict notes by it too."""
-        explicit = profile if info.kind != "keras" else None
-        return apply_profile(result, explicit or default_profile(info, reduced), rules)
-
-    with expecting_shapes(keras_shapes), recording() as ran:
-        flow = run_flow(
-            spec,
-            stream,
-            runners,
+        with expecting_shapes(keras_shapes), recording() as ran:
+            flow = run_flow(
+                spec,
+                stream,
+                runners,
+                semantics=chosen,
+                dtype=dtype,
+                tolerance=tolerance,
+                batch_size=batch_size,
+                record=inputs is not None,
+                record_layers=layerwise and inputs is not None and (loaded is not None or bool(_traced(exports))),
+                classes=top1_outputs(spec, rules, options.classes),
+                second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
+                show_progress=show_progress,
+                judge=judge,
+            )
+        notes += plugin_notes(ran, installed=False)  # the report lists installed plugins itself
+        judged = []
+        for side, result in zip(runners, flow.comparisons, strict=True):
+            verdict = judge(side.info, result)
+            explicit = profile if side.info.kind != "keras" else None
+            if explicit is None and verdict.profile != "float32":
+                why = f"computes in {reduced} (the model's dtype policy)" if side.info.kind == "keras" else None
+                why = why or "has quantized weights"
+                notes.append(f"{side.info.label} {why}: judged under the {verdict.profile} profile")
+            judged.append(verdict)
+        results = iter(judged)
+        comparison = next(results) if keras_side else None
+        against_expected = replace(next(results), against="expected") if expected is not None else None
+        for side in runners[len(keras_side) :]:
+            notes += [f"{side.info.label}: {note}" for note in side.info.notes]
+        trace_divergence = None
+        if expected_trace is not None and inputs is not None:
+            trace_divergence = _trace_divergence(spec, inputs, expected_trace, chosen, dtype, tolerance)
+        export_layerwise: tuple[tuple[str, tuple[dict, ...]], ...] = ()
+        if layerwise and inputs is not None:
+            export_layerwise = tuple(
+                (runner.info.label, tuple(budget_rows(spec, flow.layer_outputs, runner.layer_trace(inputs), tolerance)))
+                for runner in _traced(exports)
+            )
+        rows = None
+        if layerwise and loaded is not None and inputs is not None:
+            rows = tuple(layerwise_rows(spec, flow.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
+        if not options.keras and against_expected is None and not exports:
+            notes.append("Keras not run (--no-keras): nothing compared")
+        return CheckReport(
+            spec=spec,
             semantics=chosen,
-            dtype=dtype,
-            tolerance=tolerance,
-            batch_size=batch_size,
-            record=inputs is not None,
-            record_layers=layerwise and inputs is not None and (loaded is not None or bool(_traced(exports))),
-            classes=top1_outputs(spec, rules, options.classes),
-            second_pass=not stateful_layers(spec),  # a stateful model's exports should carry state, as Keras does
-            show_progress=show_progress,
-            judge=judge,
+            semantics_forced=options.semantics is not None,
+            keras_package=loaded.package if loaded else "",
+            keras_version=loaded.version if loaded else "",
+            keras_backend=loaded.backend if loaded else "",
+            reference_dtype=str(np.dtype(dtype)),
+            input_shapes=tuple(tuple(reader.shape) for reader in stream.readers),
+            weights=check_weights(spec, loaded.layer_weights()) if loaded else None,
+            comparison=comparison,
+            reference_outputs=tuple(flow.reference or ()),
+            notes=tuple(notes),
+            expected=against_expected,
+            keras_outputs=tuple(flow.outputs[0] or ()) if keras_side else (),
+            layerwise=rows,
+            trace_divergence=trace_divergence,
+            trace_compared=expected_trace is not None,
+            exports=tuple(judged[len(runners) - len(exports) :]),
+            sides=tuple(side.info for side in exports),
+            independence=tuple(flow.independence),
+            export_layerwise=export_layerwise,
+            plugins=plugin_uses(computed),
         )
-    notes += plugin_notes(ran, installed=False)  # the report lists installed plugins itself
-    judged = []
-    for side, result in zip(runners, flow.comparisons, strict=True):
-        verdict = judge(side.info, result)
-        explicit = profile if side.info.kind != "keras" else None
-        if explicit is None and verdict.profile != "float32":
-            why = f"computes in {reduced} (the model's dtype policy)" if side.info.kind == "keras" else None
-            why = why or "has quantized weights"
-            notes.append(f"{side.info.label} {why}: judged under the {verdict.profile} profile")
-        judged.append(verdict)
-    results = iter(judged)
-    comparison = next(results) if keras_side else None
-    against_expected = replace(next(results), against="expected") if expected is not None else None
-    for side in runners[len(keras_side) :]:
-        notes += [f"{side.info.label}: {note}" for note in side.info.notes]
-    trace_divergence = None
-    if expected_trace is not None and inputs is not None:
-        trace_divergence = _trace_divergence(spec, inputs, expected_trace, chosen, dtype, tolerance)
-    export_layerwise: tuple[tuple[str, tuple[dict, ...]], ...] = ()
-    if layerwise and inputs is not None:
-        export_layerwise = tuple(
-            (runner.info.label, tuple(budget_rows(spec, flow.layer_outputs, runner.layer_trace(inputs), tolerance)))
-            for runner in _traced(exports)
-        )
-    rows = None
-    if layerwise and loaded is not None and inputs is not None:
-        rows = tuple(layerwise_rows(spec, flow.layer_outputs, loaded.layer_outputs(inputs, batch_size), tolerance))
-    if not options.keras and against_expected is None and not exports:
-        notes.append("Keras not run (--no-keras): nothing compared")
-    return CheckReport(
-        spec=spec,
-        semantics=chosen,
-        semantics_forced=options.semantics is not None,
-        keras_package=loaded.package if loaded else "",
-        keras_version=loaded.version if loaded else "",
-        keras_backend=loaded.backend if loaded else "",
-        reference_dtype=str(np.dtype(dtype)),
-        input_shapes=tuple(tuple(reader.shape) for reader in stream.readers),
-        weights=check_weights(spec, loaded.layer_weights()) if loaded else None,
-        comparison=comparison,
-        reference_outputs=tuple(flow.reference or ()),
-        notes=tuple(notes),
-        expected=against_expected,
-        keras_outputs=tuple(flow.outputs[0] or ()) if keras_side else (),
-        layerwise=rows,
-        trace_divergence=trace_divergence,
-        trace_compared=expected_trace is not None,
-        exports=tuple(judged[len(runners) - len(exports) :]),
-        sides=tuple(side.info for side in exports),
-        independence=tuple(flow.independence),
-        export_layerwise=export_layerwise,
-        plugins=plugin_uses(computed),
-    )
 
 
 def _load_keras_side(spec: ModelSpec, options: CheckOptions, computed: Sequence[Computed]) -> Any:

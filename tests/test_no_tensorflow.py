@@ -12,25 +12,28 @@ import numpy as np
 
 from conftest import ROOT, SAMPLES
 
-BLOCKER = textwrap.dedent("""
+# Every runtime and converter a runner may import: the core never imports any of them.
+RUNTIMES = (
+    "tensorflow",
+    "keras",
+    "tf_keras",
+    "onnxruntime",
+    "onnx",
+    "ai_edge_litert",
+    "tf2onnx",
+    "tflite_micro",
+    "openvino",
+    "hls4ml",
+    "yaml",
+)
+
+BLOCKER = textwrap.dedent(f"""
     import importlib.abc, sys
-    BLOCKED = (
-        "tensorflow",
-        "keras",
-        "tf_keras",
-        "onnxruntime",
-        "onnx",
-        "ai_edge_litert",
-        "tf2onnx",
-        "tflite_micro",
-        "openvino",
-        "hls4ml",
-        "yaml",
-    )
+    BLOCKED = {RUNTIMES!r}
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"blocked by test: {name}")
+                raise ImportError(f"blocked by test: {{name}}")
     sys.meta_path.insert(0, Block())
 """)
 
@@ -56,20 +59,8 @@ def test_predict_and_dump_run_without_tensorflow(tmp_path):
                 cli(args, standalone_mode=False)
             except SystemExit as exc:
                 assert not exc.code, exc.code
-        runtimes = (
-            "tensorflow",
-            "keras",
-            "tf_keras",
-            "onnxruntime",
-            "onnx",
-            "ai_edge_litert",
-            "tf2onnx",
-            "tflite_micro",
-            "openvino",
-            "hls4ml",
-            "yaml",
-        )
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in runtimes)
+        # BLOCKED: defined in the child by BLOCKER
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         print("LOADED", loaded)
     """)
     assert proc.returncode == 0, proc.stderr
