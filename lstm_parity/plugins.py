@@ -387,6 +387,12 @@ def activate(plugins: PluginSet) -> PluginSet:
     return previous
 
 
+def any_in_force() -> bool:
+    """Are plugin files in force in this thread and context? (Cheaper than files_in_force().plugins.)"""
+    plugins = _in_force.get()
+    return plugins is not None and bool(plugins.plugins)
+
+
 def files_in_force() -> PluginSet:
     """The plugin files in force in this thread and context."""
     return _in_force.get() or PluginSet()
@@ -578,6 +584,11 @@ def build_plugin_layer(layer: LayerSpec, ctx: Context) -> LayerFn | None:
     if found is not None:
         found.append(computed)
     return _plugin_fn(layer, ctx, computed)
+
+
+def built_with_plugins(ctx: Context) -> bool:
+    """Did a plugin compute some layer built with `ctx` (so that build may not be reused)?"""
+    return bool(_builds.get(id(ctx)))
 
 
 def _claims_of(ctx: Context) -> dict[str, Computed]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..spec import LayerSpec
-from .activations import get_activation
+from .activations import Activation, get_activation
 from .layers import (
     Context,
     LayerFn,
@@ -36,12 +36,7 @@ def _dropping(fn):
 
 @register("Dense", options=("units", "activation", "use_bias"), defaults={"use_bias": True, "activation": None})
 def build_dense(layer: LayerSpec, ctx: Context) -> LayerFn:
-    units = int(layer.config["units"])
-    use_bias = layer.config.get("use_bias", True)
-    activation = get_activation(layer.config.get("activation"), ctx.semantics, where(ctx, layer))
-    weights = take_weights(layer, ctx, [(None, units)] + ([(units,)] if use_bias else []))
-    kernel = weights[0]  # (features, units)
-    bias = weights[1] if use_bias else None  # (units,)
+    kernel, bias, activation = dense_parts(layer, ctx)
 
     def run(x: np.ndarray) -> np.ndarray:  # (..., features) -> (..., units)
         check_width(layer, ctx, x, kernel.shape[0])
@@ -51,6 +46,15 @@ def build_dense(layer: LayerSpec, ctx: Context) -> LayerFn:
         return activation(y)
 
     return _passing(run)
+
+
+def dense_parts(layer: LayerSpec, ctx: Context) -> tuple[np.ndarray, np.ndarray | None, Activation]:
+    """A Dense layer's kernel (features, units), bias (units,) or None, and activation, checked."""
+    units = int(layer.config["units"])
+    use_bias = layer.config.get("use_bias", True)
+    activation = get_activation(layer.config.get("activation"), ctx.semantics, where(ctx, layer))
+    weights = take_weights(layer, ctx, [(None, units)] + ([(units,)] if use_bias else []))
+    return weights[0], (weights[1] if use_bias else None), activation
 
 
 @register("Activation", options=("activation",))

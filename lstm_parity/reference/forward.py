@@ -16,6 +16,8 @@ from ..formats.keras3_masks import MASK_CONSUMERS
 from ..spec import TENSOR_SLOT, LayerSpec, ModelSpec, TensorRef, mask_input
 from .layers import NO_CALL, Call, CallFn, Context, build_call
 from .parallel import default_threads, map_chunks, plan_rows
+from .prepared import Node, prepare, schedule
+from .program import run_program
 from .quiet import float_quiet
 
 
@@ -29,7 +31,6 @@ class ForwardResult:
     traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-@float_quiet
 def build(
     spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
 ) -> dict[str, CallFn]:
@@ -38,6 +39,14 @@ def build(
     `states` is the store through which stateful recurrent layers carry their states from one
     call to the next (the batches of one `predict`); None keeps nothing.
     """
+    return build_in_context(spec, semantics, dtype, record, states)[0]
+
+
+@float_quiet
+def build_in_context(
+    spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
+) -> tuple[dict[str, CallFn], Context]:
+    """build's functions, and the Context they were built in (plugins note per context what they computed)."""
     ctx = Context(
         semantics=semantics,
         dtype=np.dtype(dtype),
@@ -46,7 +55,8 @@ def build(
         states=states,
         keras_version=spec.keras_version,
     )
-    return {layer.name: build_call(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
+    fns = {layer.name: build_call(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
+    return fns, ctx
 
 
 def forward(
@@ -69,16 +79,30 @@ def forward(
     Raises UnsupportedError for layers/options not implemented, BadInputError for bad shapes.
     """
     semantics = semantics or spec.semantics
-    fns = build(spec, semantics, dtype, record, states)
-    if len(inputs) != len(spec.inputs):
-        raise BadInputError(f"{spec.source}: the model takes {len(spec.inputs)} inputs, got {len(inputs)}")
-    if record or states is not None or stateful_layers(spec) or len({np.shape(x)[0] for x in inputs}) != 1:
-        return _run_graph(spec, fns, inputs, dtype, record)
+    if record or states is not None:  # built per call: gate recorders and state stores are the call's
+        fns = build(spec, semantics, dtype, record, states)
+        _check_count(spec, inputs)
+        return _run_graph(spec, fns, schedule(spec), inputs, dtype, record)
+    ready = prepare(spec, semantics, dtype)
+    _check_count(spec, inputs)
+    if not ready.stateful:
+        outputs = run_program(spec, ready, inputs, dtype)
+        if outputs is not None:
+            return ForwardResult(outputs)
+    if ready.stateful or len({np.shape(x)[0] for x in inputs}) != 1:
+        return _run_graph(spec, ready.fns, ready.schedule, inputs, dtype, False)
     threads = threads or default_threads()
     x = np.asarray(inputs[0])
     rows = chunk_rows or plan_rows(x.shape[0], x.shape[1] if x.ndim > 2 else 1, widest_gates(spec), threads)
-    outputs = map_chunks(lambda part: _run_graph(spec, fns, part, dtype, False).outputs, inputs, rows, threads)
+    outputs = map_chunks(
+        lambda part: _run_graph(spec, ready.fns, ready.schedule, part, dtype, False).outputs, inputs, rows, threads
+    )
     return ForwardResult(outputs=outputs)
+
+
+def _check_count(spec: ModelSpec, inputs: list[np.ndarray]) -> None:
+    if len(inputs) != len(spec.inputs):
+        raise BadInputError(f"{spec.source}: the model takes {len(spec.inputs)} inputs, got {len(inputs)}")
 
 
 def widest_gates(spec: ModelSpec) -> int:
@@ -88,53 +112,55 @@ def widest_gates(spec: ModelSpec) -> int:
 
 @float_quiet
 def _run_graph(
-    spec: ModelSpec, fns: dict[str, CallFn], inputs: list[np.ndarray], dtype: np.dtype | type, record: bool
+    spec: ModelSpec,
+    fns: dict[str, CallFn],
+    order: list[Node],
+    inputs: list[np.ndarray],
+    dtype: np.dtype | type,
+    record: bool,
+    values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] | None = None,
 ) -> ForwardResult:
-    """One pass over the layer graph in dependency order."""
-    values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] = {}
+    """One pass over the layer calls in `order` (prepared.schedule's); `values`, if given, receives
+    every tensor computed with its Keras mask."""
+    values = {} if values is None else values
     for ref, x in zip(spec.inputs, inputs, strict=True):
         integer = np.asarray(x).dtype.kind in "iu"  # token ids stay integers
         values[ref] = (np.asarray(x) if integer else np.asarray(x, dtype=dtype), None)
     result = ForwardResult(outputs=[])
-    pending = [
-        (layer, node_index, refs)
-        for layer in spec.layers
-        if layer.class_name != "InputLayer"
-        for node_index, refs in enumerate(layer.inbound)
-    ]
-    while pending:
-        ready = [item for item in pending if all(ref in values for ref in item[0].node_refs(item[1]))]
-        if not ready:
-            missing = sorted({r[0] for item in pending for r in item[0].node_refs(item[1]) if r not in values})
-            raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
-        for item in ready:
-            layer, node_index, refs = item
-            args = [values[r][0] for r in refs]
-            masks = [values[r][1] for r in refs]
-            if layer.node_masks and not layer.node_masks[node_index] and layer.class_name in MASK_CONSUMERS:
-                masks = [None] * len(refs)  # Keras 3 called this layer without a mask
-            masks = _given_masks(layer, node_index, values) or masks
-            call = _call(layer, node_index, args, values)
-            try:
-                layer_result = fns[layer.name](args, masks, call)
-            except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
-                shapes = ", ".join(str(a.shape) for a in args)
-                raise BadInputError(
-                    f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
-                    f"on input shape(s) {shapes}: {exc}"
-                ) from None
-            for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks, strict=True)):
-                values[(layer.name, node_index, index)] = (out, mask)
-            if record and node_index == 0:
-                result.layer_outputs[layer.name] = layer_result.outputs
-                if layer_result.trace:
-                    result.traces[layer.name] = layer_result.trace
-            pending.remove(item)
+    for layer, node_index, refs in order:
+        _require(spec, values, layer.node_refs(node_index))
+        args = [values[r][0] for r in refs]
+        masks = [values[r][1] for r in refs]
+        if layer.node_masks and not layer.node_masks[node_index] and layer.class_name in MASK_CONSUMERS:
+            masks = [None] * len(refs)  # Keras 3 called this layer without a mask
+        masks = _given_masks(layer, node_index, values) or masks
+        call = _call(layer, node_index, args, values)
+        try:
+            layer_result = fns[layer.name](args, masks, call)
+        except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
+            shapes = ", ".join(str(a.shape) for a in args)
+            raise BadInputError(
+                f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
+                f"on input shape(s) {shapes}: {exc}"
+            ) from None
+        for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks, strict=True)):
+            values[(layer.name, node_index, index)] = (out, mask)
+        if record and node_index == 0:
+            result.layer_outputs[layer.name] = layer_result.outputs
+            if layer_result.trace:
+                result.traces[layer.name] = layer_result.trace
     for ref in spec.outputs:
         if ref not in values:
             raise BadInputError(f"{spec.source}: model output {ref} is never computed")
         result.outputs.append(values[ref][0])
     return result
+
+
+def _require(spec: ModelSpec, values: dict[TensorRef, tuple], refs: tuple[TensorRef, ...]) -> None:
+    """Raise BadInputError when a tensor in `refs` was never computed (an output index its layer lacks)."""
+    missing = [ref for ref in refs if ref not in values]
+    if missing:
+        raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
 
 
 def _given_masks(layer: LayerSpec, node: int, values: dict[TensorRef, tuple]) -> list[np.ndarray | None]:

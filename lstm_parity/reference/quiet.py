@@ -4,7 +4,6 @@ judged by the comparison's NaN rules and shown in the report, never a warning on
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -16,11 +15,6 @@ R = TypeVar("R")
 
 def float_quiet(fn: Callable[P, R]) -> Callable[P, R]:
     """`fn` run under np.errstate(all="ignore"). NumPy's error state is per thread, so this wraps the
-    work each thread does, not only the caller."""
-
-    @functools.wraps(fn)
-    def quiet(*args: P.args, **kwargs: P.kwargs) -> R:
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-
-    return quiet
+    work each thread does, not only the caller. (errstate as a decorator: half the cost of a `with`
+    block per call in NumPy 2, which matters to the small-batch program.)"""
+    return np.errstate(all="ignore")(fn)

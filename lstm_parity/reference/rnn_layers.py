@@ -57,7 +57,7 @@ CONV_DEFAULTS = {**RNN_DEFAULTS, "strides": 1, "padding": "valid", "dilation_rat
 GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 
 
-def _options(layer: LayerSpec) -> dict[str, Any]:
+def recurrent_options(layer: LayerSpec) -> dict[str, Any]:
     defaults = {"GRU": GRU_DEFAULTS, "ConvLSTM2D": CONV_DEFAULTS}.get(layer.class_name, RNN_DEFAULTS)
     return {
         **defaults,
@@ -94,7 +94,7 @@ def _make_conv_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> 
     )
 
 
-def _make_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> Cell:
+def make_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> Cell:
     if layer.class_name == "ConvLSTM2D":
         return _make_conv_cell(layer, ctx, options)
     units = int(options["units"])
@@ -126,10 +126,10 @@ def _make_cell(layer: LayerSpec, ctx: Context, options: dict[str, Any]) -> Cell:
 )
 def build_recurrent(layer: LayerSpec, ctx: Context) -> LayerFn:
     """LSTM / GRU / SimpleRNN: inputs are x then any initial states (functional initial_state)."""
-    options = _options(layer)
+    options = recurrent_options(layer)
     if options["time_major"]:
         raise unsupported_option(ctx, layer, "time_major", True, "time_major=False")
-    cell = _make_cell(layer, ctx, options)
+    cell = make_cell(layer, ctx, options)
     stateful = bool(options["stateful"])
 
     def run(inputs: list[np.ndarray], masks: list) -> LayerResult:
