@@ -25,7 +25,9 @@ per-step work when it is nested (padding after or before sequences of any length
 sorted by their number of valid steps, every step's valid rows are a prefix [0, n), the step
 computes those n columns only and the other rows keep their states untouched. Other masks take
 the textbook loop. tests/test_speed_paths.py holds both loops, and one written sample by sample
-from Keras' equations, to the same numbers in float32 and float64.
+from Keras' equations, to the same numbers in float32 and float64. At a batch of a few rows the
+whole model may run instead as a Program of NumPy calls made once per input shape (program.py; the
+LSTM step written out in program_lstm.py), held to the textbook loop by tests/test_program.py.
 """
 
 from __future__ import annotations
