@@ -1,62 +1,24 @@
 """The NumPy forward pass over a ModelSpec: layers in dependency order, every tensor kept.
 
 `forward` returns the model outputs and, on request, every layer's outputs and every recurrent
-layer's per-timestep gate values, for per-layer divergence reports and gate traces.
+layer's per-timestep gate values, for per-layer divergence reports and gate traces. It chooses how:
+the graph pass (graph.py) per chunk of a large batch on several threads, once for recording and
+stateful runs, and a program (program.py) for a small batch of shapes seen before; the model's build
+is kept per spec (prepared.py). `forward_batches` runs stateful models batch by batch as predict does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from ..errors import BadInputError
-from ..formats.keras3_masks import MASK_CONSUMERS
-from ..spec import TENSOR_SLOT, LayerSpec, ModelSpec, TensorRef, mask_input
-from .layers import NO_CALL, Call, CallFn, Context, build_call
+from ..spec import ModelSpec
+from .graph import ForwardResult, build, run_graph, schedule, stateful_layers
 from .parallel import default_threads, map_chunks, plan_rows
-from .prepared import Node, prepare, schedule
+from .prepared import prepare
 from .program import run_program
-from .quiet import float_quiet
 
-
-@dataclass
-class ForwardResult:
-    """`outputs` in the model's output order; `layer_outputs[name]` the tensors of the layer's
-    first call and `traces[name]` its gate values (batch, time, units) when recording."""
-
-    outputs: list[np.ndarray]
-    layer_outputs: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-
-
-def build(
-    spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
-) -> dict[str, CallFn]:
-    """Validate and prepare every non-input layer; raises UnsupportedError before any compute.
-
-    `states` is the store through which stateful recurrent layers carry their states from one
-    call to the next (the batches of one `predict`); None keeps nothing.
-    """
-    return build_in_context(spec, semantics, dtype, record, states)[0]
-
-
-@float_quiet
-def build_in_context(
-    spec: ModelSpec, semantics: str, dtype: np.dtype | type, record: bool = False, states: dict | None = None
-) -> tuple[dict[str, CallFn], Context]:
-    """build's functions, and the Context they were built in (plugins note per context what they computed)."""
-    ctx = Context(
-        semantics=semantics,
-        dtype=np.dtype(dtype),
-        source=spec.source,
-        record=record,
-        states=states,
-        keras_version=spec.keras_version,
-    )
-    fns = {layer.name: build_call(layer, ctx) for layer in spec.layers if layer.class_name != "InputLayer"}
-    return fns, ctx
+__all__ = ["ForwardResult", "build", "forward", "forward_batches", "predict_batches", "stateful_layers"]
 
 
 def forward(
@@ -75,27 +37,29 @@ def forward(
     `semantics` ("keras2"/"keras3") defaults to that of the Keras generation that saved the file.
     Unless recording or carrying states, the batch is computed in chunks of `chunk_rows` rows
     (default: sized to the cache) on `threads` threads (default: one per core); every sample's
-    numbers are the same as in one pass.
+    numbers are the same as in one pass. A batch of up to 16 rows whose input shapes this spec was
+    given before runs as a program instead (program.py: one thread, chunk options unused): the same
+    numbers on every such call, which may differ from the chunked pass's in the last bit.
     Raises UnsupportedError for layers/options not implemented, BadInputError for bad shapes.
     """
     semantics = semantics or spec.semantics
     if record or states is not None:  # built per call: gate recorders and state stores are the call's
         fns = build(spec, semantics, dtype, record, states)
         _check_count(spec, inputs)
-        return _run_graph(spec, fns, schedule(spec), inputs, dtype, record)
+        return run_graph(spec, fns, schedule(spec), inputs, dtype, record)
     ready = prepare(spec, semantics, dtype)
     _check_count(spec, inputs)
     if not ready.stateful:
-        outputs = run_program(spec, ready, inputs, dtype)
+        outputs = run_program(spec, ready, inputs)
         if outputs is not None:
             return ForwardResult(outputs)
     if ready.stateful or len({np.shape(x)[0] for x in inputs}) != 1:
-        return _run_graph(spec, ready.fns, ready.schedule, inputs, dtype, False)
+        return run_graph(spec, ready.fns, ready.schedule, inputs, dtype, False)
     threads = threads or default_threads()
     x = np.asarray(inputs[0])
     rows = chunk_rows or plan_rows(x.shape[0], x.shape[1] if x.ndim > 2 else 1, widest_gates(spec), threads)
     outputs = map_chunks(
-        lambda part: _run_graph(spec, ready.fns, ready.schedule, part, dtype, False).outputs, inputs, rows, threads
+        lambda part: run_graph(spec, ready.fns, ready.schedule, part, dtype, False).outputs, inputs, rows, threads
     )
     return ForwardResult(outputs=outputs)
 
@@ -108,116 +72,6 @@ def _check_count(spec: ModelSpec, inputs: list[np.ndarray]) -> None:
 def widest_gates(spec: ModelSpec) -> int:
     """The widest weight matrix's column count: for an LSTM of h units, 4h (its step pre-activations)."""
     return max((w.shape[-1] for layer in spec.layers for w in layer.weights if w.ndim), default=1)
-
-
-@float_quiet
-def _run_graph(
-    spec: ModelSpec,
-    fns: dict[str, CallFn],
-    order: list[Node],
-    inputs: list[np.ndarray],
-    dtype: np.dtype | type,
-    record: bool,
-    values: dict[TensorRef, tuple[np.ndarray, np.ndarray | None]] | None = None,
-) -> ForwardResult:
-    """One pass over the layer calls in `order` (prepared.schedule's); `values`, if given, receives
-    every tensor computed with its Keras mask."""
-    values = {} if values is None else values
-    for ref, x in zip(spec.inputs, inputs, strict=True):
-        integer = np.asarray(x).dtype.kind in "iu"  # token ids stay integers
-        values[ref] = (np.asarray(x) if integer else np.asarray(x, dtype=dtype), None)
-    result = ForwardResult(outputs=[])
-    for layer, node_index, refs in order:
-        _require(spec, values, layer.node_refs(node_index))
-        args = [values[r][0] for r in refs]
-        masks = [values[r][1] for r in refs]
-        if layer.node_masks and not layer.node_masks[node_index] and layer.class_name in MASK_CONSUMERS:
-            masks = [None] * len(refs)  # Keras 3 called this layer without a mask
-        masks = _given_masks(layer, node_index, values) or masks
-        call = _call(layer, node_index, args, values)
-        try:
-            layer_result = fns[layer.name](args, masks, call)
-        except (ValueError, IndexError) as exc:  # shapes that config, weights and input do not agree on
-            shapes = ", ".join(str(a.shape) for a in args)
-            raise BadInputError(
-                f"{spec.source}: layer {layer.name!r} ({layer.class_name}) cannot be computed "
-                f"on input shape(s) {shapes}: {exc}"
-            ) from None
-        for index, (out, mask) in enumerate(zip(layer_result.outputs, layer_result.masks, strict=True)):
-            values[(layer.name, node_index, index)] = (out, mask)
-        if record and node_index == 0:
-            result.layer_outputs[layer.name] = layer_result.outputs
-            if layer_result.trace:
-                result.traces[layer.name] = layer_result.trace
-    for ref in spec.outputs:
-        if ref not in values:
-            raise BadInputError(f"{spec.source}: model output {ref} is never computed")
-        result.outputs.append(values[ref][0])
-    return result
-
-
-def _require(spec: ModelSpec, values: dict[TensorRef, tuple], refs: tuple[TensorRef, ...]) -> None:
-    """Raise BadInputError when a tensor in `refs` was never computed (an output index its layer lacks)."""
-    missing = [ref for ref in refs if ref not in values]
-    if missing:
-        raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
-
-
-def _given_masks(layer: LayerSpec, node: int, values: dict[TensorRef, tuple]) -> list[np.ndarray | None]:
-    """The masks call `node` was given explicitly (`mask=`), one per positional input (None where the
-    call gave none), as booleans; an empty list when it was given none: Keras then derives them."""
-    given = {
-        mask_input(key): ref
-        for key, ref in (layer.node_tensors[node] if node < len(layer.node_tensors) else {}).items()
-        if mask_input(key) is not None
-    }
-    if not given:
-        return []
-    masks: list[np.ndarray | None] = [None] * len(layer.inbound[node])
-    for index, ref in given.items():
-        if index is not None and index < len(masks):
-            masks[index] = np.asarray(values[ref][0]).astype(bool)
-    return masks
-
-
-def _call(layer: LayerSpec, node: int, args: list[np.ndarray], values: dict[TensorRef, tuple]) -> Call:
-    """The keyword arguments (and, for op layers, the positional arguments as saved) of call `node`;
-    explicit masks are not keywords here (see `_given_masks`)."""
-    kwargs = layer.node_kwargs[node] if node < len(layer.node_kwargs) else {}
-    tensors = layer.node_tensors[node] if node < len(layer.node_tensors) else {}
-    tensors = {key: ref for key, ref in tensors.items() if mask_input(key) is None}
-    template = layer.node_args[node] if node < len(layer.node_args) else ()
-    if not kwargs and not tensors and not template:
-        return NO_CALL
-    return Call(
-        kwargs=kwargs,
-        tensors={key: values[ref][0] for key, ref in tensors.items()},
-        tensor_masks={key: values[ref][1] for key, ref in tensors.items()},
-        args=tuple(_fill(item, args) for item in template),
-    )
-
-
-def _fill(item: Any, args: list[np.ndarray]) -> Any:
-    """A saved argument with its `{"__input__": i}` slots replaced by the node's i-th input."""
-    if isinstance(item, dict):
-        if TENSOR_SLOT in item and len(item) == 1:
-            return args[item[TENSOR_SLOT]]
-        return {key: _fill(value, args) for key, value in item.items()}
-    if isinstance(item, list):
-        return [_fill(value, args) for value in item]
-    return item
-
-
-def stateful_layers(spec: ModelSpec) -> list[str]:
-    """Names of the layers (or wrappers) whose recurrent states persist across batches."""
-    names = []
-    for layer in spec.layers:
-        inner = layer.config.get("layer")
-        if not isinstance(inner, dict):
-            inner = {}
-        if layer.config.get("stateful") or (inner.get("config") or {}).get("stateful"):
-            names.append(layer.name)
-    return names
 
 
 def fixed_batch_size(spec: ModelSpec) -> int | None:

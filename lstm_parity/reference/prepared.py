@@ -1,6 +1,6 @@
 """A model made ready to compute, once per spec: its built layers and the order of its calls.
 
-Building a layer checks its options and weights and casts them (forward.build); ordering the graph
+Building a layer checks its options and weights and casts them (graph.build); ordering the graph
 finds, call by call, one whose inputs are all computed. Neither depends on the input, so `prepare`
 does both once per (spec, semantics, dtype) and keeps the result while the spec lives: a model
 computed again (a stream's next chunk, a server's next request, one sequence at a time) starts at
@@ -22,53 +22,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import BadInputError
 from ..plugins import any_in_force, built_with_plugins
-from ..spec import LayerSpec, ModelSpec, TensorRef
+from ..spec import ModelSpec
+from .graph import Node, build_in_context, schedule, stateful_layers
 
 if TYPE_CHECKING:
     from .layers import CallFn
 
-Node = tuple[LayerSpec, int, tuple[TensorRef, ...]]  # a layer, which of its calls, the call's inputs
-
 
 @dataclass
 class Prepared:
-    """`fns` by layer name (forward.build's, under `semantics`), `schedule` every call in an order
-    where each call's inputs come before it, `stateful` the layers that carry states across batches,
-    `kept` whether it is kept for the next call, `programs` the small-batch programs made for it
-    (reference/program.py), by input shapes."""
+    """`fns` by layer name (graph.build's, under `semantics`, in `dtype`), `schedule` every call in an
+    order where each call's inputs come before it, `stateful` the layers that carry states across
+    batches, `kept` whether it is kept for the next call. For reference/program.py: `programs` by
+    input shapes (what each shape has come to: seen once, refused, or a pool of programs),
+    `derived` weights its programs share (by layer), `lock` for changes to `programs`."""
 
     fns: dict[str, CallFn]
     schedule: list[Node]
     stateful: list[str]
     semantics: str
+    dtype: np.dtype
     kept: bool = False
     programs: OrderedDict[Any, Any] = field(default_factory=OrderedDict)
+    derived: dict[Any, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def schedule(spec: ModelSpec) -> list[Node]:
-    """Every call of every non-input layer, each after the calls that compute its inputs (file
-    order among the ready ones). Raises BadInputError naming the tensors nothing computes."""
-    pending = [
-        (layer, node_index, refs)
-        for layer in spec.layers
-        if layer.class_name != "InputLayer"
-        for node_index, refs in enumerate(layer.inbound)
-    ]
-    done = {(ref[0], ref[1]) for ref in spec.inputs}  # calls whose outputs exist: the model's inputs
-    order: list[Node] = []
-    while pending:
-        ready = [item for item in pending if all((r[0], r[1]) in done for r in item[0].node_refs(item[1]))]
-        if not ready:
-            missing = sorted({r[0] for item in pending for r in item[0].node_refs(item[1]) if (r[0], r[1]) not in done})
-            raise BadInputError(f"{spec.source}: the model graph cannot be computed: no value for {missing[:5]}")
-        for item in ready:
-            order.append(item)
-            done.add((item[0].name, item[1]))
-            pending.remove(item)
-    return order
 
 
 _cache: dict[int, dict[tuple[str, Any], Prepared]] = {}  # id(spec) -> (semantics, dtype) -> Prepared
@@ -77,7 +55,7 @@ _cache_lock = threading.Lock()
 
 def prepare(spec: ModelSpec, semantics: str, dtype: np.dtype | type) -> Prepared:
     """The spec's Prepared for `semantics` and `dtype`: kept from an earlier call, or built now (and
-    kept unless a plugin takes part). Raises UnsupportedError / BadInputError as forward.build does."""
+    kept unless a plugin takes part). Raises UnsupportedError / BadInputError as graph.build does."""
     if any_in_force():  # the user's code may compute any layer: built for this call only
         return _build(spec, semantics, dtype)[0]
     kept = _cache.get(id(spec))
@@ -100,10 +78,8 @@ def prepare(spec: ModelSpec, semantics: str, dtype: np.dtype | type) -> Prepared
 
 
 def _build(spec: ModelSpec, semantics: str, dtype: np.dtype | type) -> tuple[Prepared, Any]:
-    from .forward import build_in_context, stateful_layers
-
     fns, ctx = build_in_context(spec, semantics, dtype)
-    return Prepared(fns, schedule(spec), stateful_layers(spec), semantics), ctx
+    return Prepared(fns, schedule(spec), stateful_layers(spec), semantics, np.dtype(dtype)), ctx
 
 
 def kept_count(spec: ModelSpec) -> int:

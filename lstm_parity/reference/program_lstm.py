@@ -24,7 +24,8 @@ step k + 1 where they were written:
     blocks[k]  = [c_tm1*t_f; c~*t_i; c_tm1; c~; t_f; t_i; t_o]  (7*units, batch)
 Feeding both halves doubles the recurrent product's multiply-adds: for wide layers at a batch of more
 than a few rows that costs more than one more call, and the step writes h itself (seven calls, see
-PAIRED_MACS): stacked[k] = [x_t; 1; h_(k-1)] with the recurrent kernel as it is.
+PAIRED_MACS): stacked[k] = [x_t; 1; h_(k-1)] with the recurrent kernel as it is. A Dense that alone
+reads the last h of a paired layer at batch 1 takes [tau, t_o*tau] itself (`halves`, program_dense.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 
 from ..spec import LayerSpec
 from .layers import Context
-from .program import EMITTERS, Emitted, Op
+from .program_emit import EMITTERS, Emitted, Op
 from .recurrent import LSTMCell
 from .rnn_layers import make_cell, recurrent_options
 
@@ -50,38 +51,39 @@ class LSTMOps(Emitted):
     and the product takes h (for wide layers and batches, where the multiply-adds cost more than a call).
     """
 
-    def __init__(self, cell: LSTMCell, batch: int, time: int, options: dict):
-        f, u, dtype = cell.input_width, cell.units, cell.weights.dtype
-        self.features, self.units, self.time = f, u, time
-        self.options = options
-        self.paired = 4 * u * u * batch <= PAIRED_MACS
-        # cell.weights: (4*units, features + 1 + units), rows i, f, o (halved), c~; columns x, 1, h
-        rows = [cell.weights[g * u : (g + 1) * u] for g in (3, 1, 0, 2)]  # c~, f, i, o
-        joint = np.concatenate(rows)  # (4*units, features + 1 + units)
-        if self.paired:
-            half_recurrent = joint[:, f + 1 :] * dtype.type(0.5)  # (4*units, units): h = 0.5 * (tau + t_o*tau)
-            joint = np.concatenate([joint[:, : f + 1], half_recurrent, half_recurrent], axis=1)
-        self.weights = np.ascontiguousarray(joint)  # (4*units, features + 1 + 2*units or units)
-        width = 2 * u if self.paired else u
+    def __init__(self, weights: np.ndarray, paired: bool, units: int, batch: int, time: int, options: dict):
+        u, dtype = units, weights.dtype
+        f = weights.shape[1] - 1 - (2 * u if paired else u)
+        self.features, self.units, self.time, self.options, self.paired = f, u, time, options, paired
+        self.weights = weights  # (4*units, features + 1 + 2*units or units): rows c~, f, i, o (see joint_weights)
+        width = 2 * u if paired else u
         self.stacked = np.zeros((time + 1, f + 1 + width, batch), dtype=dtype)  # (time + 1, f + 1 + width, batch)
         self.stacked[:, f] = 1
         # tau and t_o*tau of each step: (time + 1, 2*units, batch), inside stacked when paired
-        self.pairs = self.stacked[:, f + 1 :] if self.paired else np.zeros((time + 1, 2 * u, batch), dtype=dtype)
+        self.pairs = self.stacked[:, f + 1 :] if paired else np.zeros((time + 1, 2 * u, batch), dtype=dtype)
         self.blocks = np.zeros((time + 1, 7 * u, batch), dtype=dtype)  # (time + 1, 7*units, batch)
-        self.half4 = np.full((1, 4), 0.5, dtype=dtype)
-        self.half2 = np.full((1, 2), 0.5, dtype=dtype)
+        self.half4 = np.full((1, 4), 0.5, dtype=dtype)  # (1, 4): c = 0.5 * the sum of four blocks
+        self.half2 = np.full((1, 2), 0.5, dtype=dtype)  # (1, 2): h = 0.5 * (tau + t_o*tau)
+        self.nbytes = self.stacked.nbytes + self.blocks.nbytes + (0 if paired else self.pairs.nbytes)
         steps = self.stacked[:time, :f]  # (time, features, batch): step k's x_t
         if options["go_backwards"]:
             steps = steps[::-1]
         self.x_home = steps.transpose(2, 0, 1)  # (batch, time, features), a view
         self.homes = {0: self.x_home}
 
-    def ops(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> list[Op]:
+    def halves(self, index: int) -> np.ndarray | None:
+        """At batch 1, the last h of a paired layer: its [tau, t_o*tau] as (1, 2*units)."""
+        batch = self.stacked.shape[2]
+        if index != 0 or not self.paired or self.options["return_sequences"] or batch != 1:
+            return None
+        return self.pairs[self.time].reshape(1, 2 * self.units)  # (1, 2*units), a view
+
+    def ops(self, inputs: list[np.ndarray], outputs: list[np.ndarray], skip: frozenset[int] = frozenset()) -> list[Op]:
         f, u = self.features, self.units
         ops: list[Op] = []
         if inputs[0] is not self.x_home:
             ops.append((operator.setitem, (self.x_home, Ellipsis, inputs[0])))
-        flat = self.blocks.shape[2] * u
+        flat = self.blocks.shape[2] * u  # units * batch: a (units, batch) block as one row
         for k in range(self.time):
             x_h, y, next_y = self.stacked[k], self.blocks[k], self.blocks[k + 1]  # (rows, batch), (7u, batch) x2
             z = y[3 * u :]  # (4*units, batch): c~, t_f, t_i, t_o
@@ -95,11 +97,11 @@ class LSTMOps(Emitted):
                 (np.multiply, (y[6 * u :], tau, o_tau)),
             ]
             if not self.paired:  # h = 0.5 * (tau + t_o*tau) into the next product's input
-                h_next = self.stacked[k + 1, f + 1 :].reshape(1, flat)
+                h_next = self.stacked[k + 1, f + 1 :].reshape(1, flat)  # (1, units * batch), a view
                 ops.append((np.dot, (self.half2, self.pairs[k + 1].reshape(2, flat), h_next)))
         if self.options["return_sequences"]:
             ops += self._sequence(outputs[0].transpose(1, 2, 0))  # (time, units, batch) view of the output
-        else:
+        elif 0 not in skip:
             ops += self._last_h(outputs[0])
         if self.options["return_state"]:
             h_out, c_out = outputs[1], outputs[2]  # (batch, units) each
@@ -130,17 +132,39 @@ class LSTMOps(Emitted):
         return [(np.add, (tau, o_tau, out)), (np.multiply, (out, half, out))]
 
 
-def emit_lstm(layer: LayerSpec, ctx: Context, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> Emitted | None:
-    """LSTMOps for an LSTM called on one (batch, time >= 1, features) input in ctx.dtype, with
-    tanh and the logistic sigmoid, not stateful; None otherwise (the program then calls the layer)."""
+def joint_weights(cell: LSTMCell, paired: bool) -> np.ndarray:
+    """The step's product weights from the cell's, (4*units, features + 1 + units): rows reordered
+    c~, f, i, o (i, f, o stay halved); when paired the recurrent columns halved and repeated."""
+    f, u = cell.input_width, cell.units
+    rows = [cell.weights[g * u : (g + 1) * u] for g in (3, 1, 0, 2)]  # cell rows i, f, o, c~ -> c~, f, i, o
+    joint = np.concatenate(rows)  # (4*units, features + 1 + units): columns x, 1, h
+    if paired:
+        half_recurrent = joint[:, f + 1 :] * joint.dtype.type(0.5)  # (4*units, units): h = 0.5*(tau + t_o*tau)
+        joint = np.concatenate([joint[:, : f + 1], half_recurrent, half_recurrent], axis=1)
+    return np.ascontiguousarray(joint)
+
+
+def emit_lstm(
+    layer: LayerSpec, ctx: Context, inputs: list[np.ndarray], outputs: list[np.ndarray], shared: dict
+) -> Emitted | None:
+    """LSTMOps for an LSTM called on one (batch, time >= 1, features) input in ctx.dtype, with tanh
+    and the logistic sigmoid, not stateful; None otherwise (the program then calls the layer). Its
+    weights are derived once per prepared model and shared by its programs."""
     options = recurrent_options(layer)
     x = inputs[0]
     if len(inputs) != 1 or x.ndim != 3 or x.shape[1] < 1 or x.dtype != ctx.dtype or options["stateful"]:
         return None
-    cell = make_cell(layer, ctx, options)
-    if not isinstance(cell, LSTMCell) or not cell.tanh_everywhere:
-        return None
-    return LSTMOps(cell, x.shape[0], x.shape[1], options)
+    units = int(options["units"])
+    paired = 4 * units * units * x.shape[0] <= PAIRED_MACS
+    key = (layer.name, "lstm", paired)
+    if key not in shared:
+        cell = make_cell(layer, ctx, options)
+        if not isinstance(cell, LSTMCell) or not cell.tanh_everywhere:
+            shared[key] = None
+        else:
+            shared[key] = joint_weights(cell, paired)
+    weights = shared[key]
+    return None if weights is None else LSTMOps(weights, paired, units, x.shape[0], x.shape[1], options)
 
 
 EMITTERS["LSTM"] = emit_lstm
