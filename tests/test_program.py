@@ -327,12 +327,13 @@ def test_dense_on_sequences_is_one_2d_product(saved):
     assert dense and all(a.ndim == 2 for args in dense for a in args[:2])  # BLAS: a 3-D np.dot is not
 
 
-def test_long_sequences_stay_ordinary_and_weights_are_shared(saved, monkeypatch):
+def test_long_sequences_are_not_written_out_and_weights_are_shared(saved, monkeypatch):
     _, spec = saved["wide"]
     long = np.random.default_rng(9).uniform(-1, 1, (SMALL_BATCH, 600, FEATURES)).astype(np.float32)
-    for _ in range(3):  # its buffers would pass PROGRAM_BYTES: refused once and for all
+    for _ in range(3):  # the LSTMs' buffers would pass PROGRAM_BYTES: they are called as built
         got = forward(spec, [long]).outputs[0]
-    assert _programs(spec, np.float64, long.shape) == []
+    for program in _programs(spec, np.float64, long.shape):
+        assert sum(fn is _call_layer for fn, _ in program.ops) == 2
     np.testing.assert_allclose(got, _textbook(monkeypatch, spec, [long], np.float64)[0], rtol=0, atol=1e-12)
     ready = prepare(spec, spec.semantics, np.float64)
     products = []
@@ -366,3 +367,62 @@ def test_float_quiet_leaves_other_threads_error_state_alone():
     for t in threads:
         t.join()
     assert seen == {"a": "raise", "b": "warn"}
+
+
+def test_zero_rows_and_lists_give_the_same_on_every_call(saved, monkeypatch):
+    _, spec = saved["stack"]
+    empty = np.zeros((0, TIME, FEATURES), np.float32)
+    for _ in range(3):
+        (out,) = forward(spec, [empty]).outputs
+        assert out.shape == (0, 3)
+    nested = np.random.default_rng(10).uniform(-1, 1, (2, TIME, FEATURES)).round(3).tolist()
+    expected = _textbook(monkeypatch, spec, [np.asarray(nested)], np.float64)[0]
+    for _ in range(3):  # ordinary, made, program: a list of lists is an array on every path
+        np.testing.assert_allclose(forward(spec, [nested]).outputs[0], expected, rtol=0, atol=1e-12)
+    big = np.zeros((SMALL_BATCH + 1, TIME, FEATURES)).tolist()
+    assert forward(spec, [big]).outputs[0].shape == (SMALL_BATCH + 1, 3)
+
+
+def test_budget_is_checked_before_the_lstm_allocates(saved, monkeypatch):
+    from lstm_parity.reference import program_lstm
+
+    _, spec = saved["stack"]
+    allocated = []
+    real = program_lstm.LSTMOps.__init__
+
+    def spy(self, *args, **kwargs):
+        allocated.append(args[3:5])  # (batch, time)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(program_lstm.LSTMOps, "__init__", spy)
+    long = np.zeros((SMALL_BATCH, 3000, FEATURES), np.float32)  # buffers of ~10 MB per LSTM: over budget
+    for _ in range(3):
+        forward(spec, [long])
+    assert allocated == []  # nothing allocated for an LSTM that would not fit: it is called as built
+
+
+def test_pools_keep_a_few_programs_and_wide_dense_reads_h(tmp_path):
+    from lstm_parity.reference.program import POOL
+    from lstm_parity.reference.program_dense import HALVES_KERNEL
+
+    model = build_model("k3-keras", TIME, FEATURES, [("LSTM", {"units": 8}), ("Dense", {"units": HALVES_KERNEL})])
+    spec = open_model(str(save_model(model, "k3-keras", tmp_path)))
+    x = np.random.default_rng(11).uniform(-1, 1, (1, TIME, FEATURES)).astype(np.float32)
+    _warm(spec, x)
+    (program,) = _programs(spec, np.float64, x.shape)
+    # kernel of 8 x 4096 values: too big to double, so the LSTM writes h and the Dense reads it
+    assert any(fn is np.dot and args[0].shape == (1, 2) for fn, args in program.ops)
+    np.testing.assert_allclose(forward(spec, [x]).outputs[0], keras_predict(model, x), rtol=1e-5, atol=1e-5)
+    barrier = threading.Barrier(8)
+
+    def work():
+        barrier.wait()
+        for _ in range(30):
+            forward(spec, [x])
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 1 <= len(_programs(spec, np.float64, x.shape)) <= POOL

@@ -37,9 +37,11 @@ def forward(
     `semantics` ("keras2"/"keras3") defaults to that of the Keras generation that saved the file.
     Unless recording or carrying states, the batch is computed in chunks of `chunk_rows` rows
     (default: sized to the cache) on `threads` threads (default: one per core); every sample's
-    numbers are the same as in one pass. A batch of up to 16 rows whose input shapes this spec was
-    given before runs as a program instead (program.py: one thread, chunk options unused): the same
-    numbers on every such call, which may differ from the chunked pass's in the last bit.
+    numbers are the same as in one pass. A batch of 1 to 16 rows whose input shapes this spec was
+    given before in this dtype (among the 16 most recent) runs as a program instead, where the model
+    qualifies (program.py: no masks, no stateful layers, buffers within budget; one thread, chunk
+    options unused): the same numbers on every such call, which may differ from the first call's (the
+    ordinary pass) in the last bit.
     Raises UnsupportedError for layers/options not implemented, BadInputError for bad shapes.
     """
     semantics = semantics or spec.semantics
@@ -49,11 +51,14 @@ def forward(
         return run_graph(spec, fns, schedule(spec), inputs, dtype, record)
     ready = prepare(spec, semantics, dtype)
     _check_count(spec, inputs)
+    if len(inputs) != 1 or type(inputs[0]) is not np.ndarray:
+        inputs = _arrays(spec, inputs)  # lists too, whichever path computes them
     if not ready.stateful:
         outputs = run_program(spec, ready, inputs)
         if outputs is not None:
             return ForwardResult(outputs)
-    if ready.stateful or len({np.shape(x)[0] for x in inputs}) != 1:
+    batches = {x.shape[0] if x.ndim else -1 for x in inputs}
+    if ready.stateful or len(batches) != 1 or batches.pop() <= 0:  # no rows: one pass, no chunk would shape them
         return run_graph(spec, ready.fns, ready.schedule, inputs, dtype, False)
     threads = threads or default_threads()
     x = np.asarray(inputs[0])
@@ -62,6 +67,16 @@ def forward(
         lambda part: run_graph(spec, ready.fns, ready.schedule, part, dtype, False).outputs, inputs, rows, threads
     )
     return ForwardResult(outputs=outputs)
+
+
+def _arrays(spec: ModelSpec, inputs: list) -> list[np.ndarray]:
+    arrays = []
+    for index, x in enumerate(inputs):
+        try:
+            arrays.append(np.asarray(x))
+        except (ValueError, TypeError) as exc:  # a ragged nested list
+            raise BadInputError(f"{spec.source}: input {index} is not an array: {exc}") from None
+    return arrays
 
 
 def _check_count(spec: ModelSpec, inputs: list[np.ndarray]) -> None:

@@ -62,7 +62,7 @@ def build_in_context(
 
 def schedule(spec: ModelSpec) -> list[Node]:
     """Every call of every non-input layer, each after the calls that compute its inputs (file
-    order among the ready ones). Raises BadInputError naming the tensors nothing computes."""
+    order among the ready ones). Raises BadInputError naming the layers whose outputs nothing computes."""
     pending = [
         (layer, node_index, refs)
         for layer in spec.layers

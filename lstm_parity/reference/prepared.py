@@ -36,7 +36,8 @@ class Prepared:
     order where each call's inputs come before it, `stateful` the layers that carry states across
     batches, `kept` whether it is kept for the next call. For reference/program.py: `programs` by
     input shapes (what each shape has come to: seen once, refused, or a pool of programs),
-    `derived` weights its programs share (by layer), `lock` for changes to `programs`."""
+    `derived` weights its programs share (by layer), `lock` for adding to `programs` and forgetting
+    (a program's use only moves its shape to the end, an atomic step)."""
 
     fns: dict[str, CallFn]
     schedule: list[Node]

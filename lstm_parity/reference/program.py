@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from .prepared import Prepared
 
 SMALL_BATCH = 16  # rows up to which a program runs (measured: make bench, "tutorial b=1")
-KEPT = 16  # input shapes remembered per prepared model (seen, refused, or their programs), most recent first
-PROGRAM_BYTES = 8 * 2**20  # a program's buffers at most: longer sequences run the ordinary way
+KEPT = 16  # input shapes remembered per prepared model (seen, refused, or their programs); least recent forgotten
+POOL = 4  # programs kept per shape: more threads running one shape at once make theirs and drop them after
+PROGRAM_BYTES = 8 * 2**20  # a program's buffers at most, checked before allocating: longer sequences stay ordinary
 SEEN, REFUSED = "seen once", "refused"  # what a shape has come to, when not a pool of programs
 
 
@@ -66,20 +67,20 @@ class Program:
 
 
 def run_program(spec: ModelSpec, ready: Prepared, inputs: list[np.ndarray]) -> list[np.ndarray] | None:
-    """The outputs computed by a program for these inputs' shapes; None when the ordinary path is to
-    compute them (see the module's When)."""
+    """The outputs for these inputs, computed by their shapes' program (or by the ordinary pass that
+    found the shapes do not qualify); None when the ordinary path is to compute them (module: When)."""
     if not ready.kept or not recurrent.FAST_PATHS:
         return None
     key: tuple[Any, ...]
     if len(inputs) == 1:
         x = inputs[0] if type(inputs[0]) is np.ndarray else np.asarray(inputs[0])
         arrays, key = [x], (x.shape, x.dtype)
-        if not x.shape or x.shape[0] > SMALL_BATCH:
+        if not x.shape or not 0 < x.shape[0] <= SMALL_BATCH:
             return None
     else:
         arrays = [np.asarray(x) for x in inputs]
         key = tuple((x.shape, x.dtype) for x in arrays)
-        if any(not x.shape or x.shape[0] > SMALL_BATCH for x in arrays):
+        if any(not x.shape or not 0 < x.shape[0] <= SMALL_BATCH for x in arrays):
             return None
     pool = ready.programs.get(key)
     if pool is None or pool is SEEN or pool is REFUSED:
@@ -97,14 +98,15 @@ def run_program(spec: ModelSpec, ready: Prepared, inputs: list[np.ndarray]) -> l
     try:
         return program.run(arrays)
     finally:
-        pool.append(program)
+        if len(pool) < POOL:
+            pool.append(program)
 
 
 def _first_runs(
     spec: ModelSpec, ready: Prepared, arrays: list[np.ndarray], key: tuple, state: Any
 ) -> list[np.ndarray] | None:
     """A shape new to the model is remembered and computed the ordinary way; on its second call its
-    program is made (or the shape refused for good)."""
+    program is made (or the shape refused, until it is forgotten)."""
     if state is REFUSED:
         return None
     program, outputs = make_program(spec, ready, arrays) if state is SEEN else (None, None)
@@ -137,12 +139,17 @@ def make_program(
     outputs = run_graph(spec, ready.fns, ready.schedule, inputs, ready.dtype, False, values).outputs
     if any(mask is not None for _, mask in values.values()):
         return None, outputs
+    budget = PROGRAM_BYTES - sum(value.nbytes for value, _ in values.values())  # a buffer per tensor
+    if budget < 0:
+        return None, outputs
     consumers = _consumers(ready.schedule)
     ctx = Context(ready.semantics, ready.dtype, spec.source, keras_version=spec.keras_version)
-    emitted = [_emit(layer, node, refs, values, ctx, ready.derived) for layer, node, refs in ready.schedule]
+    emitted = []
+    for layer, node, refs in ready.schedule:
+        made = _emit(layer, node, refs, values, ctx, ready.derived, budget)
+        budget -= made.nbytes if made else 0
+        emitted.append(made)
     buffers = _buffers(spec, ready.schedule, emitted, values, consumers)
-    if sum(b.nbytes for b in buffers.values()) + sum(e.nbytes for e in emitted if e) > PROGRAM_BYTES:
-        return None, outputs
     skips = _read_halves(spec, ready.schedule, emitted, consumers)
     ops: list[Op] = []
     finals: dict[TensorRef, Op] = {}
@@ -205,12 +212,12 @@ def _outputs(values: dict[TensorRef, tuple], name: str, node: int) -> list[Tenso
     return refs
 
 
-def _emit(layer: Any, node: int, refs: tuple, values: dict, ctx: Context, shared: dict) -> Emitted | None:
+def _emit(layer: Any, node: int, refs: tuple, values: dict, ctx: Context, shared: dict, budget: int) -> Emitted | None:
     emitter = EMITTERS.get(layer.class_name)
     if emitter is None:
         return None
     outs = [values[ref][0] for ref in _outputs(values, layer.name, node)]
-    return emitter(layer, ctx, [values[r][0] for r in refs], outs, shared)
+    return emitter(layer, ctx, [values[r][0] for r in refs], outs, shared, budget)
 
 
 def _buffers(

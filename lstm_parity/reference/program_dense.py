@@ -12,6 +12,8 @@ from .core import dense_parts
 from .layers import Context
 from .program_emit import EMITTERS, Emitted, Op
 
+HALVES_KERNEL = 4096  # kernel values up to which a Dense reads an LSTM's halves (a call saved, twice the work)
+
 
 class DenseOps(Emitted):
     """One Dense call on a C-contiguous (..., features) buffer."""
@@ -35,9 +37,13 @@ class DenseOps(Emitted):
 
     def read_halves(self, view: np.ndarray) -> bool:
         """x = 0.5 * (view[:, :f] + view[:, f:]), so x @ kernel = view @ (0.5 * [kernel; kernel]): one
-        product for the producer's last call and ours (a power-of-two scale: exact)."""
+        product for the producer's last call and ours (a power-of-two scale: exact but for subnormal
+        weights). It doubles our multiply-adds and copies the kernel: taken for small kernels only."""
+        if self.kernel.size > HALVES_KERNEL:
+            return False
         self.source = view  # (rows, 2*features)
         self.kernel = np.concatenate([self.kernel, self.kernel]) * self.kernel.dtype.type(0.5)  # (2*features, units)
+        self.nbytes += self.kernel.nbytes
         return True
 
     def ops(self, inputs: list[np.ndarray], outputs: list[np.ndarray], skip: frozenset[int] = frozenset()) -> list[Op]:
@@ -72,10 +78,12 @@ def _product(rows: np.ndarray, kernel: np.ndarray, shape: tuple[int, ...]) -> np
 
 
 def emit_dense(
-    layer: LayerSpec, ctx: Context, inputs: list[np.ndarray], outputs: list[np.ndarray], shared: dict
+    layer: LayerSpec, ctx: Context, inputs: list[np.ndarray], outputs: list[np.ndarray], shared: dict, budget: int
 ) -> Emitted | None:
-    """DenseOps for a Dense on one input in ctx.dtype (its kernel and bias shared by the model's programs)."""
+    """DenseOps for a Dense on one input in ctx.dtype (the checked weights shared by the model's programs)."""
     if len(inputs) != 1 or inputs[0].dtype != ctx.dtype or outputs[0].dtype != ctx.dtype:
+        return None
+    if 2 * outputs[0].nbytes > budget:  # its product and repeated bias
         return None
     parts = shared.get((layer.name, "dense"))
     if parts is None:

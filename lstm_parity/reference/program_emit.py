@@ -2,8 +2,9 @@
 
 An emitter, registered in EMITTERS by Keras class name, gets the layer, the build context, the values
 one ordinary pass computed for the call's inputs and outputs (their shapes and dtypes are the
-buffers'), and `shared`, a dict kept per prepared model where it can keep weights it derives (one copy
-for all the model's programs). It returns an Emitted, or None to have the layer called as built.
+buffers'), `shared`, a dict kept per prepared model where it can keep weights it derives (one copy
+for all the model's programs), and `budget`, the bytes its own buffers may take (it checks before
+allocating). It returns an Emitted, or None to have the layer called as built.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from ..spec import LayerSpec
 from .layers import Context
 
 Op = tuple[Callable[..., Any], tuple[Any, ...]]  # a function and its positional arguments
-Emitter = Callable[[LayerSpec, Context, list[np.ndarray], list[np.ndarray], dict], "Emitted | None"]
+Emitter = Callable[[LayerSpec, Context, list[np.ndarray], list[np.ndarray], dict, int], "Emitted | None"]
 
 
 class Emitted:
     """A layer written out as calls: `ops(inputs, outputs)` gives them for the layer's buffers;
     `homes` maps an input's position to the view where the layer wants it (so a model input is copied
-    straight there); `nbytes` counts the buffers it allocated for itself."""
+    straight there); `nbytes` counts the buffers it allocated for itself (weights shared between
+    programs aside)."""
 
     homes: dict[int, np.ndarray]
     nbytes: int = 0

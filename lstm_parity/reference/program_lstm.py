@@ -145,7 +145,7 @@ def joint_weights(cell: LSTMCell, paired: bool) -> np.ndarray:
 
 
 def emit_lstm(
-    layer: LayerSpec, ctx: Context, inputs: list[np.ndarray], outputs: list[np.ndarray], shared: dict
+    layer: LayerSpec, ctx: Context, inputs: list[np.ndarray], outputs: list[np.ndarray], shared: dict, budget: int
 ) -> Emitted | None:
     """LSTMOps for an LSTM called on one (batch, time >= 1, features) input in ctx.dtype, with tanh
     and the logistic sigmoid, not stateful; None otherwise (the program then calls the layer). Its
@@ -154,17 +154,23 @@ def emit_lstm(
     x = inputs[0]
     if len(inputs) != 1 or x.ndim != 3 or x.shape[1] < 1 or x.dtype != ctx.dtype or options["stateful"]:
         return None
+    batch, time, features = x.shape
     units = int(options["units"])
-    paired = 4 * units * units * x.shape[0] <= PAIRED_MACS
+    paired = 4 * units * units * batch <= PAIRED_MACS
+    rows = features + 1 + (2 * units if paired else 3 * units) + 7 * units  # stacked (+ pairs) and blocks
+    if (time + 1) * rows * batch * ctx.dtype.itemsize + sum(out.nbytes for out in outputs) > budget:
+        return None  # its buffers (and the halving arrays of its outputs) would pass the program's budget
     key = (layer.name, "lstm", paired)
     if key not in shared:
         cell = make_cell(layer, ctx, options)
-        if not isinstance(cell, LSTMCell) or not cell.tanh_everywhere:
-            shared[key] = None
-        else:
-            shared[key] = joint_weights(cell, paired)
+        usable = isinstance(cell, LSTMCell) and cell.tanh_everywhere
+        shared.setdefault(key, joint_weights(cell, paired) if isinstance(cell, LSTMCell) and usable else None)
     weights = shared[key]
-    return None if weights is None else LSTMOps(weights, paired, units, x.shape[0], x.shape[1], options)
+    if weights is None:
+        return None
+    made = LSTMOps(weights, paired, units, batch, time, options)
+    made.nbytes += sum(out.nbytes for out in outputs)  # the halving arrays beside its outputs, at most
+    return made
 
 
 EMITTERS["LSTM"] = emit_lstm
