@@ -61,7 +61,7 @@ def forward(
     if ready.stateful or len(batches) != 1 or batches.pop() <= 0:  # no rows: one pass, no chunk would shape them
         return run_graph(spec, ready.fns, ready.schedule, inputs, dtype, False)
     threads = threads or default_threads()
-    x = np.asarray(inputs[0])
+    x = inputs[0]
     rows = chunk_rows or plan_rows(x.shape[0], x.shape[1] if x.ndim > 2 else 1, widest_gates(spec), threads)
     outputs = map_chunks(
         lambda part: run_graph(spec, ready.fns, ready.schedule, part, dtype, False).outputs, inputs, rows, threads

@@ -67,28 +67,28 @@ class Program:
 
 
 def run_program(spec: ModelSpec, ready: Prepared, inputs: list[np.ndarray]) -> list[np.ndarray] | None:
-    """The outputs for these inputs, computed by their shapes' program (or by the ordinary pass that
-    found the shapes do not qualify); None when the ordinary path is to compute them (module: When)."""
+    """The outputs for `inputs` (arrays: forward sees to it), computed by their shapes' program (or by
+    the ordinary pass that found the shapes do not qualify); None when the ordinary path is to compute
+    them (module: When)."""
     if not ready.kept or not recurrent.FAST_PATHS:
         return None
     key: tuple[Any, ...]
     if len(inputs) == 1:
-        x = inputs[0] if type(inputs[0]) is np.ndarray else np.asarray(inputs[0])
-        arrays, key = [x], (x.shape, x.dtype)
+        x = inputs[0]
+        key = (x.shape, x.dtype)
         if not x.shape or not 0 < x.shape[0] <= SMALL_BATCH:
             return None
     else:
-        arrays = [np.asarray(x) for x in inputs]
-        key = tuple((x.shape, x.dtype) for x in arrays)
-        if any(not x.shape or not 0 < x.shape[0] <= SMALL_BATCH for x in arrays):
+        key = tuple((x.shape, x.dtype) for x in inputs)
+        if any(not x.shape or not 0 < x.shape[0] <= SMALL_BATCH for x in inputs):
             return None
     pool = ready.programs.get(key)
     if pool is None or pool is SEEN or pool is REFUSED:
-        return _first_runs(spec, ready, arrays, key, pool)
+        return _first_runs(spec, ready, inputs, key, pool)
     try:
         program = pool.pop()  # atomic: no two threads take the same program
     except IndexError:  # every program of this shape is running in another thread
-        program, outputs = make_program(spec, ready, arrays)
+        program, outputs = make_program(spec, ready, inputs)
         if program is None:
             return outputs
     try:  # noqa: SIM105 - contextlib.suppress costs a few times more per call
@@ -96,7 +96,7 @@ def run_program(spec: ModelSpec, ready: Prepared, inputs: list[np.ndarray]) -> l
     except KeyError:  # forgotten meanwhile by another thread: this program still runs
         pass
     try:
-        return program.run(arrays)
+        return program.run(inputs)
     finally:
         if len(pool) < POOL:
             pool.append(program)

@@ -64,7 +64,7 @@ class LSTMOps(Emitted):
         self.blocks = np.zeros((time + 1, 7 * u, batch), dtype=dtype)  # (time + 1, 7*units, batch)
         self.half4 = np.full((1, 4), 0.5, dtype=dtype)  # (1, 4): c = 0.5 * the sum of four blocks
         self.half2 = np.full((1, 2), 0.5, dtype=dtype)  # (1, 2): h = 0.5 * (tau + t_o*tau)
-        self.nbytes = self.stacked.nbytes + self.blocks.nbytes + (0 if paired else self.pairs.nbytes)
+        self.nbytes = buffer_bytes(f, u, paired, batch, time, dtype.itemsize)
         steps = self.stacked[:time, :f]  # (time, features, batch): step k's x_t
         if options["go_backwards"]:
             steps = steps[::-1]
@@ -132,6 +132,12 @@ class LSTMOps(Emitted):
         return [(np.add, (tau, o_tau, out)), (np.multiply, (out, half, out))]
 
 
+def buffer_bytes(features: int, units: int, paired: bool, batch: int, time: int, itemsize: int) -> int:
+    """What LSTMOps allocates: stacked (with the pairs inside when paired, else beside) and blocks."""
+    rows = features + 1 + (2 * units if paired else 3 * units) + 7 * units
+    return (time + 1) * rows * batch * itemsize
+
+
 def joint_weights(cell: LSTMCell, paired: bool) -> np.ndarray:
     """The step's product weights from the cell's, (4*units, features + 1 + units): rows reordered
     c~, f, i, o (i, f, o stay halved); when paired the recurrent columns halved and repeated."""
@@ -157,9 +163,9 @@ def emit_lstm(
     batch, time, features = x.shape
     units = int(options["units"])
     paired = 4 * units * units * batch <= PAIRED_MACS
-    rows = features + 1 + (2 * units if paired else 3 * units) + 7 * units  # stacked (+ pairs) and blocks
-    if (time + 1) * rows * batch * ctx.dtype.itemsize + sum(out.nbytes for out in outputs) > budget:
-        return None  # its buffers (and the halving arrays of its outputs) would pass the program's budget
+    halving = sum(out.nbytes for out in outputs)  # the halving arrays beside its outputs, at most
+    if buffer_bytes(features, units, paired, batch, time, ctx.dtype.itemsize) + halving > budget:
+        return None  # checked before LSTMOps allocates
     key = (layer.name, "lstm", paired)
     if key not in shared:
         cell = make_cell(layer, ctx, options)
@@ -169,7 +175,7 @@ def emit_lstm(
     if weights is None:
         return None
     made = LSTMOps(weights, paired, units, batch, time, options)
-    made.nbytes += sum(out.nbytes for out in outputs)  # the halving arrays beside its outputs, at most
+    made.nbytes += halving
     return made
 
 
